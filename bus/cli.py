@@ -1,0 +1,69 @@
+"""`stream-tts`: one entry point, one subcommand per job.
+
+Each subcommand is a function `f(argv: list[str]) -> int` named here as "module:function" and
+imported only when it is run, so `stream-tts say` never loads torch or llama.cpp.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+# name -> ("module:function", one-line help). Keep sorted by how often people type them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("bus.supervise:cli_up", "start the pipeline under supervisord (--tiny: tiny models)"),
+    "down": ("bus.supervise:cli_down", "stop the pipeline"),
+    "status": ("bus.supervise:cli_status", "every node's process and engine state"),
+    "say": ("bus.client:cli_say", "speak TEXT (or - for stdin)"),
+    "tap": ("bus.tap:cli_tap", "print every bus event as JSON lines"),
+    "tap-proxy": ("bus.tap:cli_proxy", "run the tap's XSUB/XPUB proxy (supervisord runs this)"),
+    "node": ("bus.cli:cli_node", "run one node in the foreground: node NAME (supervisord runs these)"),
+    "models": ("models.cli:cli_models", "models tiny DIR | list | fetch"),
+}
+
+NODES = {
+    "ingest": "nodes.ingest:main",
+    "translate": "nodes.translate:main",
+    "synthesize": "nodes.synthesize:main",
+    "playback": "nodes.playback:main",
+}
+
+
+def _load(target: str) -> Callable[[list[str]], int]:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def cli_node(argv: list[str]) -> int:
+    if not argv or argv[0] not in NODES:
+        print(f"usage: stream-tts node {{{','.join(NODES)}}} [--config FILE]", file=sys.stderr)
+        return 2
+    return _load(NODES[argv[0]])(argv[1:])
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: stream-tts COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`stream-tts COMMAND --help` for each command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"stream-tts: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    try:
+        return _load(COMMANDS[name][0])(rest)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

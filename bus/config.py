@@ -1,0 +1,87 @@
+"""The one settings object every process builds from `--config` / STREAM_TTS_CONFIG.
+
+A TOML file, every key optional (README "Configuration" lists them all):
+
+    data_dir = "var"                 # journal, played.jsonl, WAVs, logs, supervisord socket
+    [endpoints]  translate = "tcp://10.0.0.2:57101"     # see bus/endpoints.py
+    [bind]       translate = "tcp://*:57101"
+    [ingest] [translate] [synthesize] [playback]        # each node reads its own section
+
+Relative paths in the file are relative to the file; without a file, relative to the repo root.
+STREAM_TTS_DATA_DIR overrides data_dir.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bus.endpoints import Endpoints
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT / "var"
+ENV_CONFIG = "STREAM_TTS_CONFIG"
+ENV_DATA_DIR = "STREAM_TTS_DATA_DIR"
+SECTIONS = ("ingest", "translate", "synthesize", "playback", "tap")
+
+
+class ConfigError(ValueError):
+    """The config file is missing, not TOML, or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Config:
+    endpoints: Endpoints
+    data_dir: Path
+    base_dir: Path
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.sections.get(name, {})
+
+    def path_setting(self, section: str, key: str, default: str | Path) -> Path:
+        """A path from a section, resolved against the config file's folder (or the repo)."""
+        value = self.section(section).get(key, default)
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"[{section}] {key} must be a path string, got {value!r}")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    if path is None and env.get(ENV_CONFIG):
+        path = env[ENV_CONFIG]
+    raw: dict[str, Any] = {}
+    base_dir = REPO_ROOT
+    cfg_path: Path | None = None
+    if path is not None:
+        cfg_path = Path(path).expanduser().resolve()
+        try:
+            raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {cfg_path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {cfg_path} is not valid TOML: {exc}") from None
+        base_dir = cfg_path.parent
+    for table in ("endpoints", "bind", *SECTIONS):
+        if table in raw and not isinstance(raw[table], dict):
+            raise ConfigError(f"[{table}] must be a table")
+    endpoints = Endpoints.load(raw.get("endpoints"), raw.get("bind"), env)
+    data_value = env.get(ENV_DATA_DIR) or raw.get("data_dir")
+    if data_value is None:
+        data_dir = DEFAULT_DATA_DIR
+    elif isinstance(data_value, str):
+        data_dir = Path(data_value).expanduser()
+        if not data_dir.is_absolute():
+            data_dir = (Path.cwd() if env.get(ENV_DATA_DIR) else base_dir) / data_dir
+    else:
+        raise ConfigError(f"data_dir must be a string, got {data_value!r}")
+    sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
+    return Config(endpoints=endpoints, data_dir=data_dir.resolve(), base_dir=base_dir,
+                  sections=sections, path=cfg_path)

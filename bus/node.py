@@ -1,0 +1,313 @@
+"""The runtime every node runs: sockets, the receive loop, stamps, tap events, shutdown.
+
+A node subclasses `Node`, declares which endpoints it binds (`inputs`) and where each message
+type it emits goes (`routes`), and overrides `handle`. It never touches a socket. The loop:
+poll (control first), receive, decode, `handle`, stamp, send what it yields, tick. A bad frame is
+counted and published as a `dropped` event; an EngineError becomes an `error` event and the node
+goes on; anything else is published as a fatal error and re-raised so supervisord restarts us.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+import zmq
+
+from bus.config import Config
+from bus.errors import EngineError
+from bus.messages import (
+    EVENT_DROPPED,
+    EVENT_ERROR,
+    EVENT_FINISHED,
+    EVENT_HEARTBEAT,
+    EVENT_READY,
+    BadMessage,
+    ControlMessage,
+    Message,
+    Stamp,
+    TapEvent,
+    decode,
+    encode,
+)
+
+POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
+HEARTBEAT_S = 1.0  # state and counters to the tap; `up` and `status` read them
+SEND_RETRY_MS = 500  # a blocked send (peer gone, queue full) is retried until shutdown
+TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
+
+log = logging.getLogger("stream_tts")
+
+
+class Node:
+    """Base of the four nodes. Override `setup`, `handle`, and optionally `on_control`, `tick`."""
+
+    name: ClassVar[str] = "node"
+    inputs: ClassVar[tuple[str, ...]] = ()  # endpoints this node binds and reads
+    routes: ClassVar[dict[type[Message], str]] = {}  # emitted type -> endpoint it is sent to
+    listens_control: ClassVar[bool] = True  # subscribe to ingest's control channel
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state = "starting"
+        self.state_detail = ""
+        self.counters: dict[str, int] = {"received": 0, "emitted": 0, "dropped": 0, "errors": 0}
+        self.running = True
+        self._tap: zmq.Socket | None = None
+        self._current: Message | None = None
+        self._recv_wall_ns = 0
+        self._recv_mono_ns = 0
+
+    # ---- what a node overrides -------------------------------------------------------------
+    def setup(self) -> None:
+        """Load the engine. Raise EngineError to stay up in state 'error', reporting why."""
+
+    def handle(self, msg: Message) -> Iterable[Message]:
+        """Everything this node makes of one input message, yielded as it is made."""
+        return ()
+
+    def on_control(self, msg: ControlMessage) -> Iterable[Message]:
+        return ()
+
+    def tick(self) -> Iterable[Message]:
+        """Called at least every POLL_MS: timers (idle flush, jitter buffer, retries)."""
+        return ()
+
+    def close(self) -> None:
+        """Release the engine."""
+
+    # ---- helpers for node code -------------------------------------------------------------
+    def event(self, kind: str, msg: Message | None = None, **detail: Any) -> None:
+        """Publish one tap event (never blocks; dropped if the tap is gone)."""
+        ids = msg.ids() if msg is not None else {}
+        ev = TapEvent(
+            node=self.name,
+            kind=kind,
+            stream=str(ids.get("stream", "")),
+            seq=int(ids.get("seq", -1)),
+            attempt=int(ids.get("attempt", 0)),
+            detail=detail,
+            wall_ns=time.time_ns(),
+            mono_ns=time.monotonic_ns(),
+            stamps=getattr(msg, "stamps", ()) if kind == EVENT_FINISHED else (),
+        )
+        if self._tap is not None:
+            try:
+                self._tap.send_multipart(encode(ev), flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+
+    def finished(self, msg: Message, **detail: Any) -> None:
+        """The per-sentence line every node writes to the tap when it is done with a sentence."""
+        self.event(EVENT_FINISHED, msg, **detail)
+
+    def stamp(self, out: Message) -> Message:
+        """`out` with the input's stamps plus this stage's (received, sent) times."""
+        base = out.stamps if getattr(out, "stamps", ()) else getattr(self._current, "stamps", ())  # type: ignore[attr-defined]
+        recv_wall = self._recv_wall_ns or time.time_ns()
+        recv_mono = self._recv_mono_ns or time.monotonic_ns()
+        return out.with_stamps((*base, Stamp.now(self.name, recv_wall, recv_mono)))
+
+    # ---- the runtime ----------------------------------------------------------------------
+    def run(self) -> int:
+        ctx = zmq.Context.instance()
+        ep = self.config.endpoints
+        self._tap = ep.connect_socket(ctx, "tap_in")
+        self._tap.setsockopt(zmq.SNDHWM, TAP_HWM)
+        heartbeat = _Heartbeat(self, ctx)
+        heartbeat.start()
+        ins = [ep.bind_socket(ctx, name) for name in self.inputs]
+        control = ep.connect_socket(ctx, "control") if self.listens_control else None
+        outs: dict[str, zmq.Socket] = {}
+        for endpoint in dict.fromkeys(self.routes.values()):
+            outs[endpoint] = (
+                ep.bind_socket(ctx, endpoint) if endpoint == "control" else ep.connect_socket(ctx, endpoint)
+            )
+        for sock in outs.values():
+            sock.setsockopt(zmq.SNDTIMEO, SEND_RETRY_MS)
+        self._install_signals()
+        self.state = "loading"
+        try:
+            self.setup()
+            self.state, self.state_detail = "ready", ""
+            self.event(EVENT_READY)
+            log.info("I %s: ready", self.name)
+        except EngineError as exc:
+            self.state, self.state_detail = "error", str(exc)
+            self.counters["errors"] += 1
+            self.event(EVENT_ERROR, error=str(exc), fatal=False, during="setup")
+            log.error("E %s: %s", self.name, exc)
+        poller = zmq.Poller()
+        if control is not None:
+            poller.register(control, zmq.POLLIN)
+        for sock in ins:
+            poller.register(sock, zmq.POLLIN)
+        try:
+            while self.running:
+                ready = dict(poller.poll(POLL_MS))
+                if control is not None and control in ready:
+                    self._drain(control, outs, control_only=True)
+                for sock in ins:
+                    if sock in ready and self.running:
+                        self._receive_one(sock, outs)
+                self._send_all(self.tick(), outs)
+        finally:
+            self.state = "stopping"
+            heartbeat.stop()
+            self.close()
+            for sock in [*ins, *outs.values(), *([control] if control else [])]:
+                sock.close()
+            self._tap.close(linger=200)
+            self._tap = None
+        return 0
+
+    def _drain(self, sock: zmq.Socket, outs: dict[str, zmq.Socket], control_only: bool) -> None:
+        while self.running:
+            try:
+                frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._process(frames, outs, control_only)
+
+    def _receive_one(self, sock: zmq.Socket, outs: dict[str, zmq.Socket]) -> None:
+        try:
+            frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        self._process(frames, outs, control_only=False)
+
+    def _process(self, frames: list[bytes], outs: dict[str, zmq.Socket], control_only: bool) -> None:
+        self._recv_wall_ns, self._recv_mono_ns = time.time_ns(), time.monotonic_ns()
+        try:
+            msg = decode(frames)
+            if control_only and not isinstance(msg, ControlMessage):
+                raise BadMessage(f"{msg.TYPE} is not a control message")
+        except BadMessage as exc:
+            self.counters["dropped"] += 1
+            self.event(EVENT_DROPPED, reason=str(exc), frames=len(frames), nbytes=sum(len(f) for f in frames))
+            log.warning("W %s: dropped bad message: %s", self.name, exc)
+            return
+        self.counters["received"] += 1
+        self._current = msg
+        try:
+            produced = self.on_control(msg) if isinstance(msg, ControlMessage) else self.handle(msg)
+            self._send_all(produced, outs)
+        except EngineError as exc:
+            self.counters["errors"] += 1
+            self.event(EVENT_ERROR, msg, error=str(exc), fatal=False)
+            log.error("E %s: %s: %s", self.name, msg, exc)
+        except Exception as exc:
+            self.counters["errors"] += 1
+            self.event(EVENT_ERROR, msg, error=f"{type(exc).__name__}: {exc}", fatal=True)
+            log.exception("E %s: fatal while handling %s", self.name, msg)
+            raise
+        finally:
+            self._current = None
+            self._recv_wall_ns = self._recv_mono_ns = 0
+
+    def _send_all(self, produced: Iterable[Message], outs: dict[str, zmq.Socket]) -> None:
+        for out in produced:
+            endpoint = self._route(out)
+            frames = encode(self.stamp(out))
+            sock = outs[endpoint]
+            while True:
+                try:
+                    sock.send_multipart(frames, copy=False)
+                    break
+                except zmq.Again:
+                    if not self.running:
+                        log.warning("W %s: shutting down with %s unsent", self.name, out)
+                        return
+            self.counters["emitted"] += 1
+
+    def _route(self, out: Message) -> str:
+        for cls in type(out).__mro__:
+            if cls in self.routes:
+                return self.routes[cls]
+        raise RuntimeError(f"{self.name} has no route for {out.TYPE}")
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("I %s: %s, stopping", self.name, signal.Signals(signum).name)
+            self.running = False
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+
+    def iter_until_stopped(self, items: Iterable[Any]) -> Iterator[Any]:
+        """Wrap a long engine stream so SIGTERM ends it between items."""
+        for item in items:
+            yield item
+            if not self.running:
+                return
+
+
+class _Heartbeat:
+    """A thread with its own PUB socket: the node's state reaches the tap even mid-inference."""
+
+    def __init__(self, node: Node, ctx: zmq.Context) -> None:
+        self.node = node
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{node.name}-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        sock = self.node.config.endpoints.connect_socket(self.ctx, "tap_in")
+        sock.setsockopt(zmq.SNDHWM, 100)
+        try:
+            while not self._stop.is_set():
+                n = self.node
+                ev = TapEvent(
+                    node=n.name,
+                    kind=EVENT_HEARTBEAT,
+                    detail={"state": n.state, "error": n.state_detail, "pid": os.getpid(), **n.counters},
+                    wall_ns=time.time_ns(),
+                    mono_ns=time.monotonic_ns(),
+                )
+                try:
+                    sock.send_multipart(encode(ev), flags=zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+                self._stop.wait(HEARTBEAT_S)
+        finally:
+            sock.close(linger=0)
+
+
+def setup_logging(name: str) -> None:
+    logging.basicConfig(
+        level=os.environ.get("STREAM_TTS_LOG", "INFO").upper(),
+        format="%(asctime)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main_for(node_cls: type[Node], argv: list[str] | None = None) -> int:
+    """The `main()` of a node module: parse --config, build, run."""
+    import argparse
+
+    from bus.config import ConfigError, load_config
+
+    parser = argparse.ArgumentParser(prog=f"stream-tts node {node_cls.name}")
+    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    args = parser.parse_args(argv)
+    setup_logging(node_cls.name)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"E {node_cls.name}: {exc}", file=sys.stderr)
+        return 2
+    return node_cls(config).run()
