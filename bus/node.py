@@ -52,6 +52,7 @@ class Node:
     inputs: ClassVar[tuple[str, ...]] = ()  # endpoints this node binds and reads
     routes: ClassVar[dict[type[Message], str]] = {}  # emitted type -> endpoint it is sent to
     listens_control: ClassVar[bool] = True  # subscribe to ingest's control channel
+    poll_ms: ClassVar[int] = POLL_MS  # lower it for a node whose tick() emits time-critical output
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -150,7 +151,7 @@ class Node:
             poller.register(sock, zmq.POLLIN)
         try:
             while self.running:
-                ready = dict(poller.poll(POLL_MS))
+                ready = dict(poller.poll(self.poll_ms))
                 if control is not None and control in ready:
                     self._drain(control, outs, control_only=True)
                 for sock in ins:
