@@ -1,0 +1,110 @@
+"""Putting text on the bus: the `Publisher` client and `stream-tts say`.
+
+The slow-joiner problem: a PUB socket sends before the subscriber's subscription has arrived and
+the first messages vanish. The publisher is an XPUB socket that connects to ingest's SUB and waits
+until ingest's subscription comes back over that connection before it sends anything; if none
+comes within WAIT_FOR_INGEST_S, ingest is not there and we say so, naming the endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from types import TracebackType
+
+import zmq
+
+from bus.config import Config, ConfigError, load_config
+from bus.messages import ControlMessage, Message, Stamp, TextIn, encode
+
+WAIT_FOR_INGEST_S = 2.5  # `say` must fail within 3 s when ingest is down
+CLOSE_LINGER_MS = 3000  # time given to queued text to leave on close
+
+
+class IngestUnavailable(ConnectionError):
+    """No ingest answered at the text endpoint."""
+
+
+class Publisher:
+    """Sends TextIn (and control) messages to ingest, losing none to the slow-joiner problem."""
+
+    def __init__(self, config: Config, wait_s: float = WAIT_FOR_INGEST_S,
+                 context: zmq.Context | None = None) -> None:
+        self.endpoint = config.endpoints.connect["text"]
+        self.wait_s = wait_s
+        self._ctx = context or zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+
+    def __enter__(self) -> Publisher:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def open(self) -> None:
+        if self._sock is not None:
+            return
+        sock = self._ctx.socket(zmq.XPUB)
+        sock.setsockopt(zmq.LINGER, CLOSE_LINGER_MS)
+        sock.setsockopt(zmq.XPUB_NODROP, 1)  # block (bounded by SNDTIMEO) rather than drop at HWM
+        sock.setsockopt(zmq.SNDTIMEO, 2000)
+        sock.connect(self.endpoint)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0 or not sock.poll(left_ms, zmq.POLLIN):
+                sock.close(linger=0)
+                raise IngestUnavailable(
+                    f"no ingest is listening at {self.endpoint} (waited {self.wait_s:.1f} s). "
+                    "Start the pipeline with `stream-tts up` (or `make run`), or point "
+                    "STREAM_TTS_ENDPOINT_TEXT / --config at where ingest runs."
+                )
+            event = sock.recv()
+            if event[:1] == b"\x01":  # a subscription: ingest is there
+                break
+        self._sock = sock
+
+    def send_message(self, msg: Message) -> None:
+        if self._sock is None:
+            self.open()
+        assert self._sock is not None
+        if not msg.stamps:  # type: ignore[attr-defined]
+            msg = msg.with_stamps((Stamp.now("publisher"),))
+        try:
+            self._sock.send_multipart(encode(msg))
+        except zmq.Again:
+            raise IngestUnavailable(f"ingest at {self.endpoint} is not taking messages") from None
+
+    def send(self, stream: str, text: str, final: bool = True, source: str = "client") -> None:
+        self.send_message(TextIn(stream=stream, text=text, final=final, source=source))
+
+    def control(self, msg: ControlMessage) -> None:
+        self.send_message(msg)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def cli_say(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stream-tts say", description="Speak TEXT through the pipeline.")
+    parser.add_argument("text", nargs="+", help="the English text; '-' reads stdin")
+    parser.add_argument("--stream", default="cli", help="stream (agent session) name (default: cli)")
+    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    args = parser.parse_args(argv)
+    text = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
+    if not text.strip():
+        print("E say: nothing to say (empty text)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+        with Publisher(config) as pub:
+            pub.send(args.stream, text, final=True, source="say")
+    except (IngestUnavailable, ConfigError) as exc:
+        print(f"E say: {exc}", file=sys.stderr)
+        return 1
+    return 0

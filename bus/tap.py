@@ -1,0 +1,121 @@
+"""The tap: every node PUBlishes events to one XSUB/XPUB proxy; anyone SUBscribes to watch.
+
+The proxy only forwards (pyzmq's own `zmq.proxy`), so it cannot slow a node down: a node's PUB
+drops events rather than block when the tap is gone. `stream-tts tap` prints events as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import zmq
+
+from bus.config import Config, ConfigError, load_config
+from bus.messages import BadMessage, TapEvent, decode
+
+HEARTBEAT_S = 1.0
+
+
+def run_proxy(config: Config) -> int:
+    """Bind tap_in (XSUB) and tap_out (XPUB) and forward until SIGTERM."""
+    ctx = zmq.Context.instance()
+    ep = config.endpoints
+    xsub = ep.bind_socket(ctx, "tap_in")
+    xpub = ep.bind_socket(ctx, "tap_out")
+    xpub.setsockopt(zmq.SNDHWM, 100_000)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise SystemExit(0)  # pyzmq checks signals when the blocking proxy call is interrupted
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"I tap: proxy {ep.bind['tap_in']} -> {ep.bind['tap_out']}", file=sys.stderr, flush=True)
+    try:
+        zmq.proxy(xsub, xpub)
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        xsub.close(linger=0)
+        xpub.close(linger=0)
+    return 0
+
+
+def cli_proxy(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stream-tts tap-proxy")
+    parser.add_argument("--config")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"E tap: {exc}", file=sys.stderr)
+        return 2
+    return run_proxy(config)
+
+
+def subscribe(config: Config, ctx: zmq.Context | None = None) -> zmq.Socket:
+    sock = config.endpoints.connect_socket(ctx or zmq.Context.instance(), "tap_out")
+    return sock
+
+
+def events(sock: zmq.Socket, timeout_s: float | None = None) -> Iterator[TapEvent]:
+    """TapEvents from a tap subscription until timeout_s passes (None: for ever)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        wait_ms = 200 if deadline is None else int((deadline - time.monotonic()) * 1000)
+        if deadline is not None and wait_ms <= 0:
+            return
+        if not sock.poll(max(wait_ms, 0) if deadline is not None else 200):
+            continue
+        try:
+            msg = decode(sock.recv_multipart())
+        except BadMessage:
+            continue
+        if isinstance(msg, TapEvent):
+            yield msg
+
+
+def cli_tap(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="stream-tts tap", description="Print bus events as JSON lines.")
+    parser.add_argument("--type", action="append", dest="kinds", metavar="KIND",
+                        help="only these event kinds (repeatable): ready, heartbeat, received, emitted, "
+                             "finished, dropped, error, timing, ...")
+    parser.add_argument("--stream", help="only events of this stream")
+    parser.add_argument("--node", help="only events of this node")
+    parser.add_argument("--output", type=Path, help="append to FILE instead of stdout")
+    parser.add_argument("--heartbeats", action="store_true", help="include heartbeat events")
+    parser.add_argument("--seconds", type=float, help="stop after this many seconds")
+    parser.add_argument("--config")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"E tap: {exc}", file=sys.stderr)
+        return 2
+    out: IO[str] = args.output.open("a", encoding="utf-8") if args.output else sys.stdout
+    sock = subscribe(config)
+    print(f"I tap: watching {config.endpoints.connect['tap_out']}", file=sys.stderr, flush=True)
+    try:
+        for ev in events(sock, args.seconds):
+            if args.kinds and ev.kind not in args.kinds:
+                continue
+            if not args.kinds and ev.kind == "heartbeat" and not args.heartbeats:
+                continue
+            if args.stream and ev.stream != args.stream:
+                continue
+            if args.node and ev.node != args.node:
+                continue
+            out.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
+            out.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
+    finally:
+        sock.close(linger=0)
+        if out is not sys.stdout:
+            out.close()
+    return 0
