@@ -32,7 +32,7 @@ NODES = {
 
 def _load(target: str) -> Callable[[list[str]], int]:
     module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), func)
 
 
 def cli_node(argv: list[str]) -> int:

@@ -29,8 +29,9 @@ class IngestUnavailable(ConnectionError):
 class Publisher:
     """Sends TextIn (and control) messages to ingest, losing none to the slow-joiner problem."""
 
-    def __init__(self, config: Config, wait_s: float = WAIT_FOR_INGEST_S,
-                 context: zmq.Context | None = None) -> None:
+    def __init__(
+        self, config: Config, wait_s: float = WAIT_FOR_INGEST_S, context: zmq.Context | None = None
+    ) -> None:
         self.endpoint = config.endpoints.connect["text"]
         self.wait_s = wait_s
         self._ctx = context or zmq.Context.instance()
@@ -40,8 +41,9 @@ class Publisher:
         self.open()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def open(self) -> None:

@@ -83,5 +83,6 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     else:
         raise ConfigError(f"data_dir must be a string, got {data_value!r}")
     sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
-    return Config(endpoints=endpoints, data_dir=data_dir.resolve(), base_dir=base_dir,
-                  sections=sections, path=cfg_path)
+    return Config(
+        endpoints=endpoints, data_dir=data_dir.resolve(), base_dir=base_dir, sections=sections, path=cfg_path
+    )

@@ -65,8 +65,12 @@ class Endpoints:
     bind: Mapping[str, str]
 
     @classmethod
-    def load(cls, table: Mapping[str, object] | None = None, binds: Mapping[str, object] | None = None,
-             environ: Mapping[str, str] | None = None) -> Endpoints:
+    def load(
+        cls,
+        table: Mapping[str, object] | None = None,
+        binds: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Endpoints:
         env = os.environ if environ is None else environ
         connect = default_endpoints()
         bind: dict[str, str] = {}

@@ -54,7 +54,9 @@ class Journal:
         with self._tx():
             row = self._db.execute("SELECT next_seq FROM streams WHERE stream=?", (stream,)).fetchone()
             seq = row[0] if row else 0
-            self._db.execute("INSERT OR REPLACE INTO streams (stream, next_seq) VALUES (?, ?)", (stream, seq + 1))
+            self._db.execute(
+                "INSERT OR REPLACE INTO streams (stream, next_seq) VALUES (?, ?)", (stream, seq + 1)
+            )
             self._db.execute(
                 "INSERT INTO sentences (stream, seq, text, attempt, state, created_ns, deadline_ns)"
                 " VALUES (?, ?, ?, 0, ?, ?, ?)",
@@ -130,4 +132,3 @@ class _Tx:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-

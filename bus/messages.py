@@ -360,7 +360,7 @@ def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
     except UnicodeDecodeError as exc:
         raise BadMessage(f"header holds non-UTF-8 text: {exc.reason}") from None
     except Exception as exc:  # msgpack raises several unrelated types for garbage
-        raise BadMessage(f"header is not msgpack: {type(exc).__name__}") from None
+        raise BadMessage(f"header is not msgpack: {type(exc).__name__}: {exc}"[:200]) from None
     if not isinstance(header, dict):
         raise BadMessage("header is not a map")
     version = header.get(KEY_VERSION)

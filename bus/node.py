@@ -9,6 +9,7 @@ goes on; anything else is published as a fatal error and re-raised so supervisor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -86,7 +87,10 @@ class Node:
     # ---- helpers for node code -------------------------------------------------------------
     def event(self, kind: str, msg: Message | None = None, **detail: Any) -> None:
         """Publish one tap event (never blocks; dropped if the tap is gone)."""
-        ids = msg.ids() if msg is not None else {}
+        if msg is not None:
+            ids = msg.ids()
+        else:  # an event about a sentence we hold no message for: ids may come as keywords
+            ids = {k: detail.pop(k) for k in ("stream", "seq", "attempt") if k in detail}
         ev = TapEvent(
             node=self.name,
             kind=kind,
@@ -99,10 +103,8 @@ class Node:
             stamps=getattr(msg, "stamps", ()) if kind == EVENT_FINISHED else (),
         )
         if self._tap is not None:
-            try:
+            with contextlib.suppress(zmq.ZMQError):  # tap gone or full: drop, never block
                 self._tap.send_multipart(encode(ev), flags=zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
 
     def finished(self, msg: Message, **detail: Any) -> None:
         """The per-sentence line every node writes to the tap when it is done with a sentence."""
@@ -117,7 +119,7 @@ class Node:
 
     # ---- the runtime ----------------------------------------------------------------------
     def run(self) -> int:
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         ep = self.config.endpoints
         self._tap = ep.connect_socket(ctx, "tap_in")
         self._tap.setsockopt(zmq.SNDHWM, TAP_HWM)
@@ -279,10 +281,8 @@ class _Heartbeat:
                     wall_ns=time.time_ns(),
                     mono_ns=time.monotonic_ns(),
                 )
-                try:
+                with contextlib.suppress(zmq.ZMQError):
                     sock.send_multipart(encode(ev), flags=zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass
                 self._stop.wait(HEARTBEAT_S)
         finally:
             sock.close(linger=0)

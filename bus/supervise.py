@@ -52,8 +52,12 @@ def render_conf(data_dir: Path, config_path: Path | None) -> Path:
 
 
 def supervisorctl(conf: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def is_running(conf: Path) -> bool:
@@ -92,10 +96,17 @@ def start(config: Config, tiny: bool = False, timeout_s: float = UP_TIMEOUT_S, q
             env = {**os.environ, ENV_DATA_DIR: str(data_dir)}
             if config_path is not None:
                 env[ENV_CONFIG] = str(config_path)
-            proc = subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
-                                  env=env, capture_output=True, text=True, timeout=60)
+            proc = subprocess.run(
+                [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if proc.returncode != 0:
-                print(f"E up: supervisord failed: {proc.stderr.strip() or proc.stdout.strip()}", file=sys.stderr)
+                print(
+                    f"E up: supervisord failed: {proc.stderr.strip() or proc.stdout.strip()}", file=sys.stderr
+                )
                 return 1
         states = wait_ready(tap, timeout_s, quiet)
     finally:
@@ -170,8 +181,11 @@ def status(config: Config) -> tuple[bool, dict[str, NodeState]]:
                 st = states[ev.node]
                 st.state = str(ev.detail.get("state", "unknown"))
                 st.error = str(ev.detail.get("error", ""))
-                st.counters = {k: int(v) for k, v in ev.detail.items()
-                               if k in ("received", "emitted", "dropped", "errors")}
+                st.counters = {
+                    k: int(v)
+                    for k, v in ev.detail.items()
+                    if k in ("received", "emitted", "dropped", "errors")
+                }
     finally:
         tap.close(linger=0)
     if states["tap"].process == "RUNNING":
@@ -189,8 +203,11 @@ def _common(prog: str, argv: list[str], extra: bool = False) -> tuple[argparse.N
     parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
     parser.add_argument("--data-dir", help="where logs, journal, WAVs and the supervisord socket live")
     if extra:
-        parser.add_argument("--tiny", action="store_true",
-                            help="run on tiny random-weight models (built on first use): tries the plumbing")
+        parser.add_argument(
+            "--tiny",
+            action="store_true",
+            help="run on tiny random-weight models (built on first use): tries the plumbing",
+        )
         parser.add_argument("--timeout", type=float, default=UP_TIMEOUT_S, help="seconds to wait for ready")
         parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -222,13 +239,16 @@ def cli_status(argv: list[str]) -> int:
         return 2
     running, states = status(config)
     print(f"supervisord: {'running' if running else 'not running'} ({config.data_dir})")
-    print(f"{'node':<11} {'process':<9} {'pid':>7}  {'engine':<8} {'recv':>6} {'sent':>6} {'bad':>5} {'err':>5}  why")
+    head = ("node", "process", "pid", "engine", "recv", "sent", "bad", "err")
+    print("{:<11} {:<9} {:>7}  {:<8} {:>6} {:>6} {:>5} {:>5}  why".format(*head))
     worst = 0
     for st in states.values():
         c = st.counters or {}
-        print(f"{st.name:<11} {st.process:<9} {st.pid or '-':>7}  {st.state:<8} "
-              f"{c.get('received', '-'):>6} {c.get('emitted', '-'):>6} {c.get('dropped', '-'):>5} "
-              f"{c.get('errors', '-'):>5}  {st.error}")
+        print(
+            f"{st.name:<11} {st.process:<9} {st.pid or '-':>7}  {st.state:<8} "
+            f"{c.get('received', '-'):>6} {c.get('emitted', '-'):>6} {c.get('dropped', '-'):>5} "
+            f"{c.get('errors', '-'):>5}  {st.error}"
+        )
         if st.state != "ready":
             worst = 1
     return worst if running else 3

@@ -25,7 +25,7 @@ HEARTBEAT_S = 1.0
 
 def run_proxy(config: Config) -> int:
     """Bind tap_in (XSUB) and tap_out (XPUB) and forward until SIGTERM."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     ep = config.endpoints
     xsub = ep.bind_socket(ctx, "tap_in")
     xpub = ep.bind_socket(ctx, "tap_out")
@@ -82,9 +82,14 @@ def events(sock: zmq.Socket, timeout_s: float | None = None) -> Iterator[TapEven
 
 def cli_tap(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="stream-tts tap", description="Print bus events as JSON lines.")
-    parser.add_argument("--type", action="append", dest="kinds", metavar="KIND",
-                        help="only these event kinds (repeatable): ready, heartbeat, received, emitted, "
-                             "finished, dropped, error, timing, ...")
+    parser.add_argument(
+        "--type",
+        action="append",
+        dest="kinds",
+        metavar="KIND",
+        help="only these event kinds (repeatable): ready, heartbeat, received, emitted, "
+        "finished, dropped, error, timing, ...",
+    )
     parser.add_argument("--stream", help="only events of this stream")
     parser.add_argument("--node", help="only events of this node")
     parser.add_argument("--output", type=Path, help="append to FILE instead of stdout")

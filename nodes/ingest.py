@@ -25,6 +25,7 @@ from bus.messages import (
 )
 from bus.node import Node, main_for
 from nodes.segmenter import Segmenter
+from nodes.speakable import to_speakable
 
 PRUNE_EVERY_S = 60.0
 
@@ -54,7 +55,7 @@ class IngestNode(Node):
         self.segmenters: dict[str, Segmenter] = {}
         self.last_fed: dict[str, float] = {}
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        self.event("journal", **self.journal.counts())
+        self.event("journal", None, **self.journal.counts())
 
     def handle(self, msg: Message) -> Iterable[Message]:
         if isinstance(msg, TextIn):
@@ -86,8 +87,13 @@ class IngestNode(Node):
         for entry in self.journal.due(time.time_ns()):
             if entry.attempt + 1 >= self.settings.max_attempts:
                 self.journal.finish(entry.stream, entry.seq, FAILED, "no ack before the deadline")
-                self.event("failed", None, stream=entry.stream, seq=entry.seq,
-                           reason=f"not played after {entry.attempt + 1} attempts")
+                self.event(
+                    "failed",
+                    None,
+                    stream=entry.stream,
+                    seq=entry.seq,
+                    reason=f"not played after {entry.attempt + 1} attempts",
+                )
                 continue
             attempt = self.journal.retry(entry.stream, entry.seq, self._deadline(entry.text))
             self.event("retry", None, stream=entry.stream, seq=entry.seq, attempt=attempt)
@@ -110,20 +116,24 @@ class IngestNode(Node):
         else:
             self.last_fed[msg.stream] = time.monotonic()
         for text in sentences:
-            yield self._sentence(msg.stream, text)
+            yield from self._sentence(msg.stream, text)
 
     def _flush(self, streams: list[str]) -> Iterator[Message]:
         for stream in streams:
             self.last_fed.pop(stream, None)
             seg = self.segmenters.get(stream)
             for text in seg.flush() if seg else []:
-                yield self._sentence(stream, text)
+                yield from self._sentence(stream, text)
 
-    def _sentence(self, stream: str, text: str) -> Sentence:
-        entry = self.journal.add(stream, text, self._deadline(text))
+    def _sentence(self, stream: str, raw: str) -> Iterator[Sentence]:
+        text = to_speakable(raw)
+        if not text:
+            self.event("skipped", None, stream=stream, reason="nothing speakable", raw=raw[:200])
+            return
+        entry = self.journal.add(stream, text, self._deadline(text))  # journaled before it is sent
         sentence = Sentence(stream=stream, seq=entry.seq, text=text)
         self.finished(sentence, text=text)
-        return sentence
+        yield sentence
 
     def _deadline(self, text: str) -> int:
         s = self.settings

@@ -89,29 +89,53 @@ class PlaybackNode(Node):
         self.played.add((last.stream, last.seq))
         text_ja = "".join(dict.fromkeys(c.text_ja for c in ordered if c.text_ja))
         played = Played(
-            stream=last.stream, seq=last.seq, attempt=last.attempt, samples=int(pcm.size),
-            rate_hz=last.rate_hz, first_sample_wall_ns=first_ns, last_sample_wall_ns=last_ns,
-            text_en=last.text_en, text_ja=text_ja, wav_path=str(path), stamps=last.stamps,
+            stream=last.stream,
+            seq=last.seq,
+            attempt=last.attempt,
+            samples=int(pcm.size),
+            rate_hz=last.rate_hz,
+            first_sample_wall_ns=first_ns,
+            last_sample_wall_ns=last_ns,
+            text_en=last.text_en,
+            text_ja=text_ja,
+            wav_path=str(path),
+            stamps=last.stamps,
         )
         stamped = played.with_stamps((*last.stamps, Stamp.now(self.name)))
         self._log(stamped)  # type: ignore[arg-type]
-        self.finished(stamped, samples=int(pcm.size), rate_hz=last.rate_hz, wav=str(path),
-                      rms=float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0)
+        self.finished(
+            stamped,
+            samples=int(pcm.size),
+            rate_hz=last.rate_hz,
+            wav=str(path),
+            rms=float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0,
+        )
         yield played
 
     def _failed(self, chunk: AudioChunk, reason: str) -> Failed:
         self.event("failed", chunk, reason=reason)
-        return Failed(stream=chunk.stream, seq=chunk.seq, attempt=chunk.attempt, stage=self.name,
-                      reason=reason, text_en=chunk.text_en)
+        return Failed(
+            stream=chunk.stream,
+            seq=chunk.seq,
+            attempt=chunk.attempt,
+            stage=self.name,
+            reason=reason,
+            text_en=chunk.text_en,
+        )
 
     def _log(self, played: Played) -> None:
         record: dict[str, Any] = {
-            "stream": played.stream, "seq": played.seq, "attempt": played.attempt,
-            "text_en": played.text_en, "text_ja": played.text_ja,
-            "samples": played.samples, "rate_hz": played.rate_hz,
+            "stream": played.stream,
+            "seq": played.seq,
+            "attempt": played.attempt,
+            "text_en": played.text_en,
+            "text_ja": played.text_ja,
+            "samples": played.samples,
+            "rate_hz": played.rate_hz,
             "first_sample_wall_ns": played.first_sample_wall_ns,
             "last_sample_wall_ns": played.last_sample_wall_ns,
-            "stamps": [s.to_wire() for s in played.stamps], "wav": played.wav_path,
+            "stamps": [s.to_wire() for s in played.stamps],
+            "wav": played.wav_path,
         }
         with self.played_log.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")

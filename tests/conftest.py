@@ -1,0 +1,123 @@
+"""Shared fixtures: a private port block and data dir per test, real node processes, tiny models."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from bus.config import Config, load_config
+from bus.endpoints import LAYOUT
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_config(path: Path, data_dir: Path, **sections: dict[str, object]) -> Path:
+    """A config TOML with every endpoint on a free loopback port."""
+    ports = free_ports(len(LAYOUT))
+    raw: dict[str, object] = {
+        "data_dir": str(data_dir),
+        "endpoints": {name: f"tcp://127.0.0.1:{port}" for name, port in zip(LAYOUT, ports, strict=True)},
+    }
+    raw.update(sections)
+    path.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    return path
+
+
+class BusEnv:
+    """One test's private bus: config file, data dir, and the node processes it started."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.config_path = write_config(root / "config.toml", self.data_dir)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.config_path, environ={})
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_TTS_")}
+        env["STREAM_TTS_CONFIG"] = str(self.config_path)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def set_sections(self, **sections: dict[str, object]) -> None:
+        import tomllib
+
+        raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        raw.update(sections)
+        self.config_path.write_text(tomli_w.dumps(raw), encoding="utf-8")
+
+    def start(self, *args: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
+        """`python -m bus.cli ARGS` as a real process (e.g. "node", "ingest"; "tap-proxy")."""
+        name = log_name or "-".join(args)
+        log = (self.root / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bus.cli", *args],
+            env=self.env(),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        p = self.root / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def bus_env(tmp_path: Path) -> Iterator[BusEnv]:
+    env = BusEnv(tmp_path)
+    yield env
+    env.stop_all()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(tiny qwen2 GGUF, tiny CosyVoice2 folder), built once per test session."""
+    from models.tiny import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
