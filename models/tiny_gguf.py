@@ -1,0 +1,239 @@
+# ruff: noqa: E501  (the chat template below is verbatim; its long lines stay as they are)
+"""A tiny random-weight Qwen2 GGUF, written with the `gguf` package, that llama.cpp loads and runs
+exactly as it runs Qwen2.5-Instruct: same architecture tensors, byte-level BPE tokenizer metadata
+(`gpt2` model, `qwen2` pre-tokenizer, 256 byte tokens + merges + the ChatML specials with their
+token types), bos/eos ids, and Qwen2.5's own chat template, so llama-cpp-python renders prompts
+with the model's template just as it will with the real weights.
+
+The weights are random but not shapeless, so that greedy decoding emits Japanese (nonsense, but
+Japanese: the node's clause splitting and "is this Japanese?" checks then see what a real model
+sends, and `stream-tts up --tiny` speaks every sentence). Every embedding carries one shared
+direction that the output rows of a few dozen Japanese tokens (kana, kanji, 、。) read, so they
+outrank all other tokens; each of those characters also carries a random code that its
+successor on a seeded walk reads, and the walk ends with 。 then <|im_end|>. Peaky attention
+lets the prompt choose where the walk starts, so different sentences get different "translations".
+
+Same seed, same bytes: nothing but the seed feeds the random generator, and the writer is given
+every key in a fixed order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+# Shapes: small enough to write in well under a second, big enough for 2 KV heads and RoPE.
+N_EMBD = 64
+N_LAYER = 2
+N_HEAD = 4
+N_HEAD_KV = 2
+N_FF = 128
+CONTEXT_LENGTH = 8192
+ROPE_FREQ_BASE = 1_000_000.0  # Qwen2.5's
+RMS_EPS = 1e-6
+# How the weights steer greedy decoding (module docstring): how strongly a character calls its
+# successor on the walk, and how much the attention layers (which carry the prompt) move the start.
+# Tuned by hand on seeds 0-4: most decodes end by themselves within 80 tokens, and different
+# prompts start the walk at different characters.
+CODE = 4.0  # norm of a character's "who am I" code in its embedding
+FOLLOW = 1.0  # how strongly that code calls the successor's output row
+QK_STD = 0.6  # peaky attention: the first character depends on a few prompt tokens, not their mean
+ATTN_STD = 0.1  # value/output weights: the prompt nudges the residual stream, the code still leads
+LAYER_STD = 0.05  # everything else
+
+# Merges for common English pieces (so prompts are not only single bytes), in rank order.
+ASCII_MERGES = ["Ġ t", "h e", "i n", "Ġ a", "e r", "o n", "Ġt he", "r e", "a t", "e n", "o r", "Ġ s"]
+# Japanese characters the tiny model can emit as whole tokens (and the vocabulary spells with merges).
+JA_CHARS = "。、をはがのにでとしてますいるたこれそあか日本語翻訳音声文字変更修正実行確認"
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# Qwen2.5-Instruct's chat template, verbatim from its tokenizer_config.json (the GGUF files of
+# Qwen/Qwen2.5-*-Instruct-GGUF carry the same string in tokenizer.chat_template).
+QWEN25_CHAT_TEMPLATE = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}"""
+
+
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map, which byte-level BPE vocabularies use."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars), strict=True))
+
+
+def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token types, merges): byte tokens, merged pieces, then the ChatML specials."""
+    from gguf import TokenType
+
+    b2u = byte_to_unicode()
+    tokens = [b2u[b] for b in range(256)]
+    merges: list[str] = []
+    known = set(tokens)
+
+    def add_merge(left: str, right: str) -> None:
+        merged = left + right
+        if merged in known:
+            return
+        merges.append(f"{left} {right}")
+        tokens.append(merged)
+        known.add(merged)
+
+    for merge in ASCII_MERGES:
+        add_merge(*merge.split(" "))
+    for ch in JA_CHARS:  # each character is 3 UTF-8 bytes: merge (b1 b2) then (b1b2 b3)
+        u = [b2u[b] for b in ch.encode("utf-8")]
+        add_merge(u[0], u[1])
+        add_merge(u[0] + u[1], u[2])
+    types = [int(TokenType.NORMAL)] * len(tokens) + [int(TokenType.CONTROL)] * len(SPECIALS)
+    return [*tokens, *SPECIALS], types, merges
+
+
+def write_tiny_qwen2_gguf(path: Path, seed: int = 0) -> Path:
+    """Write the tiny model to `path` (atomically) and return `path`."""
+    import gguf
+
+    tokens, types, merges = tiny_vocab()
+    n_vocab = len(tokens)
+    eot_id, im_end_id = tokens.index(SPECIALS[0]), tokens.index(SPECIALS[2])
+    rng = np.random.default_rng(seed)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    w = gguf.GGUFWriter(str(tmp), "qwen2")
+    w.add_name("tiny-qwen2-random")
+    w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    w.add_context_length(CONTEXT_LENGTH)
+    w.add_embedding_length(N_EMBD)
+    w.add_block_count(N_LAYER)
+    w.add_feed_forward_length(N_FF)
+    w.add_head_count(N_HEAD)
+    w.add_head_count_kv(N_HEAD_KV)
+    w.add_rope_freq_base(ROPE_FREQ_BASE)
+    w.add_layer_norm_rms_eps(RMS_EPS)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(eot_id)  # as Qwen2.5's GGUFs: bos = <|endoftext|>, never added
+    w.add_eos_token_id(im_end_id)
+    w.add_pad_token_id(eot_id)
+    w.add_add_bos_token(False)
+    w.add_chat_template(QWEN25_CHAT_TEMPLATE)
+
+    def normal(*shape: int, std: float = LAYER_STD) -> np.ndarray:
+        return rng.normal(0.0, std, size=shape).astype(np.float32)
+
+    def f16(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float16)
+
+    # The walk (module docstring): Japanese characters in a seeded order, 。 last, then the end.
+    ja_ids = [tokens.index(_bpe_piece(ch)) for ch in JA_CHARS]
+    period = tokens.index(_bpe_piece("。"))
+    walk = [ja_ids[i] for i in rng.permutation(len(ja_ids)) if ja_ids[i] != period] + [period]
+    codes = rng.normal(size=(len(walk), N_EMBD - 2))
+    codes /= np.linalg.norm(codes, axis=1, keepdims=True)
+
+    # numpy shapes are ggml's reversed: a (rows=out, cols=in) matrix, token rows for embeddings.
+    embd = normal(n_vocab, N_EMBD, std=0.1)
+    embd[:, 0] = 1.0  # the shared "speak Japanese" direction the output head reads
+    embd[:, 1] = 0.0
+    out = normal(n_vocab, N_EMBD, std=0.05)
+    out[:, 0] = -1.0
+    out[ja_ids, 0] = 1.0
+    out[im_end_id, 0] = 0.5  # below every character: the end comes only after 。
+    for k, tok in enumerate(walk):
+        embd[tok, 2:] = CODE * codes[k]
+        successor = walk[k + 1] if k + 1 < len(walk) else im_end_id
+        out[successor, 2:] += FOLLOW * codes[k]
+    head_dim = N_EMBD // N_HEAD
+    kv_dim = head_dim * N_HEAD_KV
+    w.add_tensor("token_embd.weight", f16(embd))
+    for i in range(N_LAYER):
+        p = f"blk.{i}."
+        w.add_tensor(p + "attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        w.add_tensor(p + "attn_q.weight", f16(normal(N_EMBD, N_EMBD, std=QK_STD)))
+        w.add_tensor(p + "attn_q.bias", normal(N_EMBD, std=0.02))
+        w.add_tensor(p + "attn_k.weight", f16(normal(kv_dim, N_EMBD, std=QK_STD)))
+        w.add_tensor(p + "attn_k.bias", normal(kv_dim, std=0.02))
+        w.add_tensor(p + "attn_v.weight", f16(normal(kv_dim, N_EMBD, std=ATTN_STD)))
+        w.add_tensor(p + "attn_v.bias", normal(kv_dim, std=0.02))
+        w.add_tensor(p + "attn_output.weight", f16(normal(N_EMBD, N_EMBD, std=ATTN_STD)))
+        w.add_tensor(p + "ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        w.add_tensor(p + "ffn_gate.weight", f16(normal(N_FF, N_EMBD)))
+        w.add_tensor(p + "ffn_up.weight", f16(normal(N_FF, N_EMBD)))
+        w.add_tensor(p + "ffn_down.weight", f16(normal(N_EMBD, N_FF)))
+    w.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+    w.add_tensor("output.weight", f16(out))
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, path)
+    return path
+
+
+def _bpe_piece(ch: str) -> str:
+    b2u = byte_to_unicode()
+    return "".join(b2u[b] for b in ch.encode("utf-8"))
