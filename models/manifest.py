@@ -1,0 +1,116 @@
+"""The model manifest (models/manifest.toml), typed: which files make up each model, where they
+come from, and how to check them. Only the standard library, so `stream-tts` can read it anywhere.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST_PATH = Path(__file__).resolve().with_name("manifest.toml")
+WEIGHTS_DIR = Path(__file__).resolve().with_name("weights")  # git-ignored; fetched files go here
+DEFAULT_TRANSLATOR = "7b"  # latency first; 72b is the quality choice
+HF_URL = "https://huggingface.co/{repo}/resolve/main/{name}"
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, not TOML, or lacks a model or key that was asked for."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model. `size` (bytes) and `sha256` are None where no trusted value is known."""
+
+    name: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class TranslatorModel:
+    """A Qwen2.5-Instruct GGUF, possibly split in shards (llama.cpp loads it from the first)."""
+
+    size: str  # "7b", "14b", ...
+    repo: str
+    quant: str
+    files: tuple[ModelFile, ...]
+
+    @property
+    def first_shard(self) -> str:
+        return self.files[0].name
+
+    @property
+    def sizes(self) -> tuple[int | None, ...]:
+        return tuple(f.size for f in self.files)
+
+    @property
+    def sha256(self) -> tuple[str | None, ...]:
+        return tuple(f.sha256 for f in self.files)
+
+    @property
+    def total_bytes(self) -> int | None:
+        """All shards together, or None if any size is unknown."""
+        sizes = self.sizes
+        return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
+
+    def url(self, file: ModelFile) -> str:
+        return HF_URL.format(repo=self.repo, name=file.name)
+
+    def local_path(self, weights_dir: Path = WEIGHTS_DIR) -> Path:
+        """Where the first shard lives once fetched (what the translate node loads)."""
+        return weights_dir / self.first_shard
+
+
+@dataclass(frozen=True)
+class Manifest:
+    translators: dict[str, TranslatorModel]
+
+    def translator(self, size: str = DEFAULT_TRANSLATOR) -> TranslatorModel:
+        try:
+            return self.translators[size]
+        except KeyError:
+            known = ", ".join(self.translators) or "none"
+            raise ManifestError(f"no translator model {size!r} in the manifest (known: {known})") from None
+
+
+def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(f"model manifest {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"model manifest {path} is not valid TOML: {exc}") from None
+    table = raw.get("translator", {})
+    if not isinstance(table, dict):
+        raise ManifestError("[translator] must be a table")
+    return Manifest(translators={size: _translator(size, entry) for size, entry in table.items()})
+
+
+def translator(size: str = DEFAULT_TRANSLATOR) -> TranslatorModel:
+    """The manifest's entry for one Qwen2.5 size ("7b", "14b", "32b", "72b")."""
+    return load_manifest().translator(size)
+
+
+def _translator(size: str, entry: Any) -> TranslatorModel:
+    where = f"[translator.{size}]"
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{where} must be a table")
+    files = entry.get("files")
+    if not isinstance(files, list) or not files:
+        raise ManifestError(f"{where} needs at least one [[translator.{size}.files]] entry")
+    out = []
+    for f in files:
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+            raise ManifestError(f"{where}: every file needs a name")
+        fsize, sha = f.get("size"), f.get("sha256")
+        if fsize is not None and (type(fsize) is not int or fsize <= 0):
+            raise ManifestError(f"{where} {f['name']}: size must be a positive integer (bytes)")
+        if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
+            raise ManifestError(f"{where} {f['name']}: sha256 must be 64 hex characters")
+        out.append(ModelFile(name=f["name"], size=fsize, sha256=sha))
+    for key in ("repo", "quant"):
+        if not isinstance(entry.get(key), str):
+            raise ManifestError(f'{where} needs {key} = "..."')
+    return TranslatorModel(size=size, repo=entry["repo"], quant=entry["quant"], files=tuple(out))
