@@ -1,0 +1,83 @@
+"""Endpoints and config: the documented port block, TOML moves, environment overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import zmq
+
+from bus.config import ConfigError, load_config
+from bus.endpoints import BASE_PORT, LAYOUT, EndpointError, Endpoints, default_endpoints
+
+
+def test_default_port_block_is_on_loopback() -> None:
+    ep = Endpoints.load(environ={})
+    assert ep.connect == default_endpoints()
+    assert ep.connect["text"] == f"tcp://127.0.0.1:{BASE_PORT}"
+    assert ep.connect["tap_out"] == f"tcp://127.0.0.1:{BASE_PORT + 7}"
+    assert ep.bind == ep.connect
+    assert len({a for a in ep.connect.values()}) == len(LAYOUT)
+
+
+def test_toml_moves_a_socket_and_env_wins(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[endpoints]\ntranslate = "tcp://10.0.0.2:6001"\n[bind]\ntranslate = "tcp://*:6001"\n')
+    c = load_config(cfg, environ={})
+    assert c.endpoints.connect["translate"] == "tcp://10.0.0.2:6001"
+    assert c.endpoints.bind["translate"] == "tcp://*:6001"
+    assert c.endpoints.connect["synthesize"] == f"tcp://127.0.0.1:{BASE_PORT + 2}"
+    c = load_config(cfg, environ={"STREAM_TTS_ENDPOINT_TRANSLATE": "tcp://127.0.0.1:7001"})
+    assert c.endpoints.connect["translate"] == "tcp://127.0.0.1:7001"
+
+
+def test_config_from_environment_variable_and_relative_paths(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data_dir = "state"\n[translate]\nmodel = "m/x.gguf"\n')
+    c = load_config(environ={"STREAM_TTS_CONFIG": str(cfg)})
+    assert c.path == cfg.resolve()
+    assert c.data_dir == (tmp_path / "state").resolve()
+    assert c.path_setting("translate", "model", "unused") == tmp_path / "m/x.gguf"
+    c = load_config(cfg, environ={"STREAM_TTS_DATA_DIR": str(tmp_path / "elsewhere")})
+    assert c.data_dir == (tmp_path / "elsewhere").resolve()
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[endpoints]\nnope = 'tcp://127.0.0.1:1'\n", "unknown endpoint 'nope'"),
+        ("[endpoints]\ntranslate = '127.0.0.1:1'\n", "not an address"),
+        ("[endpoints]\ntranslate = 'udp://127.0.0.1:1'\n", "transport 'udp'"),
+        ("[endpoints]\ntranslate = 5\n", "not an address"),
+    ],
+)
+def test_bad_endpoints_are_refused_with_the_reason(tmp_path: Path, text: str, match: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(EndpointError, match=match):
+        load_config(cfg, environ={})
+
+
+def test_bad_config_files_say_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("data_dir = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, environ={})
+    bad.write_text("translate = 3\n")
+    with pytest.raises(ConfigError, match=r"\[translate\] must be a table"):
+        load_config(bad, environ={})
+
+
+def test_sockets_get_bounded_queues_and_size_limits(tmp_path: Path) -> None:
+    ep = Endpoints.load({"playback": "tcp://127.0.0.1:0"}, environ={})
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ep.bind_socket(ctx, "playback")
+    try:
+        assert sock.getsockopt(zmq.RCVHWM) == 1000
+        assert sock.getsockopt(zmq.LINGER) == 1000
+        assert sock.getsockopt(zmq.MAXMSGSIZE) == 17 * 1024 * 1024
+        assert sock.getsockopt(zmq.TCP_KEEPALIVE) == 1
+    finally:
+        sock.close(0)
