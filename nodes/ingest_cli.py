@@ -1,0 +1,253 @@
+"""`stream-tts pipe` (Claude Code stream-json -> ingest) and `stream-tts segment` (what ingest would send).
+
+`segment` runs the very code ingest runs on what a producer publishes: the same extraction as
+`pipe` (nodes/claude_stream.py) or `hook` (nodes/hook.py), then one `SentenceStream` per stream
+(nodes/speakable.py: segmenter + speakable text) fed exactly as ingest feeds it (feed each text,
+flush on final), with the [ingest] options of the config. What it prints is what will be spoken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, TextIO
+
+from nodes.claude_stream import BAD_KINDS, DEFAULT_STREAM, Say, StreamJsonReader, read_lines, says
+
+MAX_PIECE_CHARS = 8000  # one TextIn stays far below the bus's 64 KiB header limit (4 bytes/char)
+RECONNECT_EVERY_S = 5.0  # after ingest went away, how often the pipe tries it again
+
+
+def text_pieces(text: str, max_chars: int = MAX_PIECE_CHARS) -> Iterator[tuple[str, bool]]:
+    """(piece, final) for one text that may exceed a message: the segmenter is indifferent to cuts."""
+    for start in range(0, max(len(text), 1), max_chars):
+        yield text[start : start + max_chars], start + max_chars >= len(text)
+
+
+class _Tee:
+    """Copies the input to stdout; a closed reader downstream stops the copy, not the pipe."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out: BinaryIO | None = out
+
+    def write(self, data: bytes) -> int:
+        if self.out is not None:
+            try:
+                self.out.write(data)
+            except (BrokenPipeError, OSError):
+                self.out = None
+        return len(data)
+
+    def flush(self) -> None:
+        if self.out is not None:
+            try:
+                self.out.flush()
+            except (BrokenPipeError, OSError):
+                self.out = None
+
+
+class _Sender:
+    """Publishes `Say`s through bus.client.Publisher; survives ingest going away (counts the loss)."""
+
+    def __init__(self, config: Any, err: TextIO) -> None:
+        self.config = config
+        self.err = err
+        self.pub: Any = None
+        self.sent = 0
+        self.lost = 0
+        self._next_try = 0.0
+        self._tap: Any = None
+
+    def connect(self) -> bool:
+        from bus.client import IngestUnavailable, Publisher
+
+        if self.pub is not None:
+            return True
+        if time.monotonic() < self._next_try:
+            return False
+        pub = Publisher(self.config)
+        try:
+            pub.open()
+        except IngestUnavailable as exc:
+            self._next_try = time.monotonic() + RECONNECT_EVERY_S
+            print(f"E pipe: {exc}", file=self.err)
+            return False
+        self.pub = pub
+        return True
+
+    def send(self, say: Say) -> None:
+        from bus.client import IngestUnavailable
+
+        for piece, final in text_pieces(say.text):
+            if not self.connect():
+                self.lost += 1
+                continue
+            try:
+                self.pub.send(say.stream, piece, final=final and say.final, source="pipe")
+                self.sent += 1
+            except IngestUnavailable as exc:
+                print(f"E pipe: {exc}", file=self.err)
+                self.lost += 1
+                self.pub.close()
+                self.pub = None
+                self._next_try = time.monotonic() + RECONNECT_EVERY_S
+
+    def tap(self, kind: str, **detail: Any) -> None:
+        """A best-effort event on the tap (`stream-tts tap` shows it), as node "pipe"."""
+        import zmq
+
+        from bus.messages import TapEvent, encode
+
+        try:
+            if self._tap is None:
+                self._tap = self.config.endpoints.connect_socket(zmq.Context.instance(), "tap_in")
+            ev = TapEvent(
+                node="pipe", kind=kind, detail=detail, wall_ns=time.time_ns(), mono_ns=time.monotonic_ns()
+            )
+            self._tap.send_multipart(encode(ev), flags=zmq.NOBLOCK)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        if self.pub is not None:
+            self.pub.close()
+        if self._tap is not None:
+            self._tap.close(linger=200)
+
+
+def cli_pipe(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stream-tts pipe",
+        description="Speak Claude Code's prose: claude -p --output-format stream-json --verbose "
+        "[--include-partial-messages] TASK | stream-tts pipe",
+    )
+    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    parser.add_argument("--tee", action="store_true", help="copy the input to stdout, unchanged")
+    parser.add_argument("--subagents", action="store_true", help="speak sub-agents' text too")
+    parser.add_argument("--stream", default=DEFAULT_STREAM, help="stream name for lines with no session_id")
+    parser.add_argument("--stats", action="store_true", help="print the counts as JSON on stderr at the end")
+    args = parser.parse_args(argv)
+    from bus.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"E pipe: {exc}", file=sys.stderr)
+        return 2
+    reader = StreamJsonReader(subagents=args.subagents, default_stream=args.stream)
+    sender = _Sender(config, sys.stderr)
+    sender.connect()
+    tee = _Tee(sys.stdout.buffer) if args.tee else None
+    reported = 0
+    try:
+        for say in says(read_lines(sys.stdin.buffer, tee), reader):
+            sender.send(say)
+            reported = _report_bad(reader, sender, reported)
+        reported = _report_bad(reader, sender, reported)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stats = {**reader.stats, "published": sender.sent, "lost": sender.lost}
+        sender.tap("pipe_stats", **stats)
+        sender.close()
+    bad = reader.bad
+    print(
+        f"I pipe: {reader.stats['lines']} lines, {reader.stats['text_blocks'] + reader.stats['text_deltas']} "
+        f"texts, {sender.sent} published, {sender.lost} lost, {bad} bad line{'s' * (bad != 1)} skipped"
+        + (f" ({', '.join(f'{k} {reader.stats[k]}' for k in BAD_KINDS if reader.stats[k])})" if bad else ""),
+        file=sys.stderr,
+    )
+    if args.stats:
+        print(json.dumps(stats, sort_keys=True), file=sys.stderr)
+    return 1 if sender.lost else 0
+
+
+def _report_bad(reader: StreamJsonReader, sender: _Sender, reported: int) -> int:
+    """Each new bad-line reason once on stderr and the tap (the first 20; the summary counts all)."""
+    for reason in reader.errors[reported:]:
+        print(f"W pipe: skipped {reason}", file=sys.stderr)
+        sender.tap("dropped", reason=reason)
+    return len(reader.errors)
+
+
+# ---- segment ------------------------------------------------------------------------------------
+def ingest_sentences(
+    items: Iterable[Say], section: dict[str, Any] | None = None
+) -> Iterator[tuple[str, str]]:
+    """(stream, sentence) as ingest makes them from what a producer publishes: per stream, feed
+    each text, flush when it is final; what is still open at the end is flushed (ingest's idle flush)."""
+    from nodes.speakable import SentenceStream
+
+    streams: dict[str, SentenceStream] = {}
+    for say in items:
+        for piece, final in text_pieces(say.text):
+            seg = streams.get(say.stream)
+            if seg is None:
+                seg = streams[say.stream] = SentenceStream.from_section(section or {})
+            out = seg.feed(piece)
+            if final and say.final:
+                out += seg.flush()
+            yield from ((say.stream, s) for s in out)
+    for stream, seg in streams.items():
+        yield from ((stream, s) for s in seg.flush())
+
+
+def cli_segment(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stream-tts segment", description="Print, one per line, the sentences ingest would send."
+    )
+    parser.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
+    parser.add_argument(
+        "--format",
+        choices=("text", "stream-json", "hook"),
+        default="text",
+        help="plain text/markdown (as `say` sends it), Claude Code stream-json, or a hook payload",
+    )
+    parser.add_argument("--subagents", action="store_true", help="stream-json: speak sub-agents' text too")
+    parser.add_argument(
+        "--streams", action="store_true", help="prefix each sentence with its stream and a tab"
+    )
+    parser.add_argument(
+        "--config", help="TOML config whose [ingest] options apply (default: $STREAM_TTS_CONFIG)"
+    )
+    args = parser.parse_args(argv)
+    from bus.config import ConfigError, load_config
+
+    try:
+        section = dict(load_config(args.config).section("ingest"))
+        src: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except (ConfigError, OSError) as exc:
+        print(f"E segment: {exc}", file=sys.stderr)
+        return 2
+    reader = StreamJsonReader(subagents=args.subagents)
+    with src:
+        try:
+            items = list(_items(args.format, src, reader))
+            for stream, sentence in ingest_sentences(items, section):
+                print(f"{stream}\t{sentence}" if args.streams else sentence, flush=True)
+        except (ValueError, OSError) as exc:
+            print(f"E segment: {exc}", file=sys.stderr)
+            return 1
+    for reason in reader.errors:
+        print(f"W segment: skipped {reason}", file=sys.stderr)
+    return 0
+
+
+def _items(fmt: str, src: BinaryIO, reader: StreamJsonReader) -> Iterator[Say]:
+    if fmt == "stream-json":
+        yield from says(read_lines(src), reader)
+        return
+    raw = src.read()
+    if fmt == "text":
+        yield Say("cli", raw.decode("utf-8", errors="replace"), True)
+        return
+    from nodes.hook import hook_stream, hook_text
+
+    payload = json.loads(raw)
+    if not isinstance(payload, dict):
+        raise ValueError("a hook payload is a JSON object")
+    text, _ = hook_text(payload, wait_s=0)
+    yield Say(hook_stream(payload), text, True)
