@@ -53,6 +53,8 @@ _UNIT_RE = re.compile(
     rf"(?<![A-Za-z0-9_.])({_NUM}) ?({'|'.join(sorted([*UNITS, *MULTIPLIERS], key=len, reverse=True))})"
     r"(?![A-Za-z0-9_])"
 )
+_DATE_RE = re.compile(r"(?<![\d.-])(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?![\d.-])")
+_TIME_RE = re.compile(r"(?<![\d:.])(\d{1,2}):(\d{2})(?![\d:])")
 _MINUS_RE = re.compile(r"(?<![A-Za-z0-9_.)])-(?=\d)")
 _RANGE_RE = re.compile(r"(\d) ?[~〜] ?(?=\d)")
 _NUMBER_SIGN_RE = re.compile(r"#(\d+)")
@@ -87,6 +89,12 @@ def _tidy_pauses(match: re.Match[str]) -> str:
     """A run like 、。 becomes its strongest mark."""
     run = match.group()
     return next((c for c in "？！。" if c in run), PAUSE)
+
+
+def _clock(match: re.Match[str]) -> str:
+    """10:30 → 10時30分; 10:00 → 10時."""
+    hour, minute = int(match.group(1)), int(match.group(2))
+    return f"{hour}時{minute}分" if minute else f"{hour}時"
 
 
 def _units(match: re.Match[str]) -> str:
@@ -136,6 +144,8 @@ class KanaFrontend:
     @staticmethod
     def _normalize(text: str) -> str:
         text = unicodedata.normalize("NFKC", text).replace("...", "…")
+        text = _DATE_RE.sub(lambda m: "{}年{}月{}日".format(*map(int, m.groups())), text)
+        text = _TIME_RE.sub(_clock, text)
         text = _UNIT_RE.sub(_units, text)
         text = _MINUS_RE.sub("マイナス", text)
         text = _RANGE_RE.sub(r"\1から", text)

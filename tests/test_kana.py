@@ -144,6 +144,8 @@ def test_particles_are_spoken_as_pronounced(kana: KanaFrontend, text: str, want:
         ("250ms", "ニヒャクゴジューミリビョー"),
         ("1.5k", "センゴヒャク"),
         ("3x", "サンバイ"),
+        ("2026-11-25", "ニセンニジューロクネンジューイチガツニジューゴニチ"),
+        ("10:30", "ジュージサンジュップン"),
     ],
 )
 def test_numbers_units_dates_are_read(kana: KanaFrontend, text: str, want: str) -> None:
