@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 WORDS_PATH = Path(__file__).with_name("kana_words.tsv")
+CACHE_WORDS = 20_000  # e2k results kept; e2k costs ~3 ms a word
 
 LETTERS = {
     "a": "エー", "b": "ビー", "c": "シー", "d": "ディー", "e": "イー", "f": "エフ", "g": "ジー",
@@ -191,5 +192,7 @@ class EnglishReader:
             if cached is None:
                 lower = word.lower()
                 cached = self._c2k(lower) if self._ngram(lower) else spell(lower)
+                if len(self._cache) >= CACHE_WORDS:
+                    self._cache.clear()  # a long-running node meets unbounded vocabulary
                 self._cache[lower] = cached
         return cached
