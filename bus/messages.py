@@ -80,15 +80,16 @@ class Message:
     VERSION: ClassVar[int] = VERSION
     PAYLOAD_FIELD: ClassVar[str | None] = None
 
-    def to_frames(self) -> list[bytes]:
+    def to_frames(self, extra_stamps: Stamps = ()) -> list[bytes]:
+        """Header frame (+ payload frame); `extra_stamps` are appended on the wire only."""
         header: dict[str, Any] = {KEY_VERSION: self.VERSION, KEY_TYPE: self.TYPE}
         payload: bytes | None = None
-        for f in dataclasses.fields(self):
+        for f in _schema(type(self)):
             value = getattr(self, f.name)
-            if f.name == self.PAYLOAD_FIELD:
-                payload = bytes(value)
-            elif f.name == "stamps":
-                header["stamps"] = [s.to_wire() for s in value]
+            if f.kind == _PAYLOAD:
+                payload = value
+            elif f.kind == _STAMPS:
+                header["stamps"] = [s.to_wire() for s in (*value, *extra_stamps)]
             else:
                 header[f.name] = value
         frames = [msgpack.packb(header, use_bin_type=True)]
@@ -99,18 +100,19 @@ class Message:
     @classmethod
     def from_header(cls, header: dict[str, Any], payload: bytes | None) -> Message:
         kwargs: dict[str, Any] = {}
-        hints = _hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name == cls.PAYLOAD_FIELD:
+        for f in _schema(cls):
+            if f.kind == _PAYLOAD:
                 if payload is None:
                     raise BadMessage(f"{cls.TYPE}: missing payload frame ({f.name})")
                 kwargs[f.name] = payload
                 continue
-            if f.name not in header:
-                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-                    continue
-                raise BadMessage(f"{cls.TYPE}: missing field {f.name!r}")
-            kwargs[f.name] = _check(cls.TYPE, f.name, hints[f.name], header[f.name])
+            try:
+                value = header[f.name]
+            except KeyError:
+                if f.required:
+                    raise BadMessage(f"{cls.TYPE}: missing field {f.name!r}") from None
+                continue
+            kwargs[f.name] = _check(cls.TYPE, f, value)
         if cls.PAYLOAD_FIELD is None and payload is not None:
             raise BadMessage(f"{cls.TYPE}: carries no payload, got a second frame")
         msg = cls(**kwargs)
@@ -340,9 +342,9 @@ def message_types() -> dict[str, type[Message]]:
     return dict(_REGISTRY)
 
 
-def encode(msg: Message) -> list[bytes]:
+def encode(msg: Message, extra_stamps: Stamps = ()) -> list[bytes]:
     """The frames of one message (header first, payload second when the type has one)."""
-    return msg.to_frames()
+    return msg.to_frames(extra_stamps)
 
 
 def decode(frames: Sequence[bytes | memoryview | Any]) -> Message:
@@ -390,47 +392,65 @@ def _as_bytes(frame: Any) -> bytes:
     raise BadMessage(f"frame of type {type(frame).__name__} is not bytes")
 
 
-_HINT_CACHE: dict[type, dict[str, Any]] = {}
+# Field kinds of the precompiled schema: checked by exact type, fast enough for every hop.
+_PLAIN, _FLOAT, _DICT, _STAMPS, _PAYLOAD = range(5)
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINT_CACHE.get(cls)
-    if hints is None:
-        hints = typing.get_type_hints(cls)
-        _HINT_CACHE[cls] = hints
-    return hints
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    kind: int
+    types: tuple[type, ...]  # exact types accepted (bool is not an int here)
+    required: bool
+    optional: bool  # None accepted
 
 
-def _check(kind: str, name: str, hint: Any, value: Any) -> Any:
+_SCHEMAS: dict[type, tuple[_Field, ...]] = {}
+
+
+def _schema(cls: type) -> tuple[_Field, ...]:
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        schema = _SCHEMAS[cls] = _compile(cls)
+    return schema
+
+
+def _compile(cls: type) -> tuple[_Field, ...]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        hint, optional = hints[f.name], False
+        if typing.get_origin(hint) in (Union, types.UnionType):
+            args = typing.get_args(hint)
+            optional = type(None) in args
+            hint = next(a for a in args if a is not type(None))
+        if f.name == getattr(cls, "PAYLOAD_FIELD", None):
+            out.append(_Field(f.name, _PAYLOAD, (bytes,), required, False))
+        elif f.name == "stamps":
+            out.append(_Field(f.name, _STAMPS, (list,), required, False))
+        elif hint is float:
+            out.append(_Field(f.name, _FLOAT, (int, float), required, optional))
+        elif typing.get_origin(hint) is dict:
+            out.append(_Field(f.name, _DICT, (dict,), required, optional))
+        elif hint in (bool, int, str, bytes):
+            out.append(_Field(f.name, _PLAIN, (hint,), required, optional))
+        else:  # pragma: no cover - a programming error in a dataclass
+            raise RuntimeError(f"{cls.__name__}.{f.name}: unsupported annotation {hint!r}")
+    return tuple(out)
+
+
+def _check(kind: str, f: _Field, value: Any) -> Any:
     """Value if it has the declared type (stamps converted), else BadMessage."""
-    if name == "stamps":
-        if not isinstance(value, list):
-            raise BadMessage(f"{kind}: field 'stamps' must be a list")
-        return tuple(Stamp.from_wire(s) for s in value)
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        hint = next(o for o in options if o is not type(None))
-        origin = typing.get_origin(hint)
-    ok: bool
-    if hint is bool:
-        ok = type(value) is bool
-    elif hint is int:
-        ok = type(value) is int
-    elif hint is float:
-        ok = type(value) in (int, float)
-        value = float(value) if ok else value
-    elif hint is str:
-        ok = type(value) is str
-    elif hint is bytes:
-        ok = type(value) is bytes
-    elif origin is dict:
-        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
-    else:  # pragma: no cover - a programming error in a dataclass
-        raise RuntimeError(f"{kind}.{name}: unsupported annotation {hint!r}")
-    if not ok:
-        expected = getattr(hint, "__name__", str(hint))
-        raise BadMessage(f"{kind}: field {name!r} must be {expected}, got {type(value).__name__}")
-    return value
+    if type(value) in f.types:
+        if f.kind == _STAMPS:
+            return tuple(Stamp.from_wire(s) for s in value)
+        if f.kind == _FLOAT:
+            return float(value)
+        if f.kind == _DICT and not all(type(k) is str for k in value):
+            raise BadMessage(f"{kind}: field {f.name!r} must have str keys")
+        return value
+    if value is None and f.optional:
+        return None
+    expected = "list of stamps" if f.kind == _STAMPS else "/".join(t.__name__ for t in f.types)
+    raise BadMessage(f"{kind}: field {f.name!r} must be {expected}, got {type(value).__name__}")

@@ -42,6 +42,7 @@ POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
 HEARTBEAT_S = 1.0  # state and counters to the tap; `up` and `status` read them
 SEND_RETRY_MS = 500  # a blocked send (peer gone, queue full) is retried until shutdown
 TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
+ZERO_COPY_BYTES = 65_536
 
 log = logging.getLogger("stream_tts")
 
@@ -110,12 +111,12 @@ class Node:
         """The per-sentence line every node writes to the tap when it is done with a sentence."""
         self.event(EVENT_FINISHED, msg, **detail)
 
-    def stamp(self, out: Message) -> Message:
-        """`out` with the input's stamps plus this stage's (received, sent) times."""
-        base = out.stamps if getattr(out, "stamps", ()) else getattr(self._current, "stamps", ())  # type: ignore[attr-defined]
-        recv_wall = self._recv_wall_ns or time.time_ns()
-        recv_mono = self._recv_mono_ns or time.monotonic_ns()
-        return out.with_stamps((*base, Stamp.now(self.name, recv_wall, recv_mono)))
+    def stamps_for(self, out: Message) -> tuple[Stamp, ...]:
+        """What `out` gains on the wire: the input's stamps (when out carries none) + this stage's."""
+        own = Stamp.now(self.name, self._recv_wall_ns or None, self._recv_mono_ns or None)
+        if getattr(out, "stamps", ()):
+            return (own,)
+        return (*getattr(self._current, "stamps", ()), own)
 
     # ---- the runtime ----------------------------------------------------------------------
     def run(self) -> int:
@@ -179,11 +180,8 @@ class Node:
             self._process(frames, outs, control_only)
 
     def _receive_one(self, sock: zmq.Socket, outs: dict[str, zmq.Socket]) -> None:
-        try:
-            frames = sock.recv_multipart(flags=zmq.NOBLOCK)
-        except zmq.Again:
-            return
-        self._process(frames, outs, control_only=False)
+        # Poll said readable, so a whole message is there: a plain recv, no NOBLOCK/Again dance.
+        self._process(sock.recv_multipart(), outs, control_only=False)
 
     def _process(self, frames: list[bytes], outs: dict[str, zmq.Socket], control_only: bool) -> None:
         self._recv_wall_ns, self._recv_mono_ns = time.time_ns(), time.monotonic_ns()
@@ -217,11 +215,12 @@ class Node:
     def _send_all(self, produced: Iterable[Message], outs: dict[str, zmq.Socket]) -> None:
         for out in produced:
             endpoint = self._route(out)
-            frames = encode(self.stamp(out))
+            frames = encode(out, self.stamps_for(out))
             sock = outs[endpoint]
             while True:
                 try:
-                    sock.send_multipart(frames, copy=False)
+                    # Copying is cheaper than zero-copy bookkeeping below ~64 KB (pyzmq docs).
+                    sock.send_multipart(frames, copy=len(frames[-1]) < ZERO_COPY_BYTES)
                     break
                 except zmq.Again:
                     if not self.running:

@@ -49,7 +49,7 @@ def test_first_messages_right_after_connect_are_not_lost(bus_env: BusEnv) -> Non
     for i in range(20):
         with Publisher(bus_env.config, wait_s=10) as pub:
             pub.send(f"s{i}", f"Message number {i}.")
-    got = set()
+    got: set[str] = set()
     while len(got) < 20 and translate_in.poll(10_000):
         msg = decode(translate_in.recv_multipart())
         assert isinstance(msg, Sentence)

@@ -111,6 +111,7 @@ def _header(**fields: Any) -> bytes:
         ([_header(seq=True)], "field 'seq' must be int"),
         ([_header(text=b"bytes")], "field 'text' must be str"),
         ([_header(stamps=[["a", 1, 2]])], "stamps"),
+        ([_header(stamps="x")], "list of stamps"),
         ([_header(), b"payload"], "carries no payload"),
         (
             [
