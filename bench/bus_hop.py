@@ -141,13 +141,12 @@ def main() -> int:
             for name, (out, inp) in lanes.items():
                 for i in range(block, min(block + BLOCK, args.messages)):
                     msg = Sentence(stream="agent-1", seq=i, text=sentence.text, stamps=sentence.stamps)
-                    t0 = time.perf_counter_ns()
+                    t_ns = time.perf_counter_ns()
                     # Both lanes pay the same encode/decode here: the runtime's own cost is inside.
                     out.send_multipart(encode(msg))
                     decode(inp.recv_multipart())
-                    rtt[name].append((time.perf_counter_ns() - t0) / 1000)
+                    rtt[name].append((time.perf_counter_ns() - t_ns) / 1000)
         audio: dict[str, float] = {}
-        t0: float
         pcm = (0.1 * np.sin(np.arange(CHUNK_SAMPLES) / 5)).astype("<f4").tobytes()
         for name, (out, inp) in lanes.items():
             n = args.audio_chunks
