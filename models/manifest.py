@@ -5,13 +5,14 @@ come from, and how to check them. Only the standard library, so `stream-tts` can
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MANIFEST_PATH = Path(__file__).resolve().with_name("manifest.toml")
 WEIGHTS_DIR = Path(__file__).resolve().with_name("weights")  # git-ignored; fetched files go here
 DEFAULT_TRANSLATOR = "7b"  # latency first; 72b is the quality choice
+DEFAULT_VOICE = "CosyVoice2-0.5B"  # fetched into WEIGHTS_DIR / DEFAULT_VOICE (synthesize's model_dir)
 HF_URL = "https://huggingface.co/{repo}/resolve/main/{name}"
 
 
@@ -64,8 +65,26 @@ class TranslatorModel:
 
 
 @dataclass(frozen=True)
+class VoiceModel:
+    """A CosyVoice model folder: `files` are paths inside the repo (and inside the local folder)."""
+
+    name: str  # "CosyVoice2-0.5B": also the folder under the weights dir
+    repo: str
+    revision: str
+    files: tuple[ModelFile, ...]
+
+    def url(self, file: ModelFile) -> str:
+        return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{file.name}"
+
+    def local_dir(self, weights_dir: Path = WEIGHTS_DIR) -> Path:
+        """The folder the synthesize node loads (its `model_dir`)."""
+        return weights_dir / self.name
+
+
+@dataclass(frozen=True)
 class Manifest:
     translators: dict[str, TranslatorModel]
+    voices: dict[str, VoiceModel] = field(default_factory=dict)
 
     def translator(self, size: str = DEFAULT_TRANSLATOR) -> TranslatorModel:
         try:
@@ -73,6 +92,13 @@ class Manifest:
         except KeyError:
             known = ", ".join(self.translators) or "none"
             raise ManifestError(f"no translator model {size!r} in the manifest (known: {known})") from None
+
+    def voice(self, name: str = DEFAULT_VOICE) -> VoiceModel:
+        try:
+            return self.voices[name]
+        except KeyError:
+            known = ", ".join(self.voices) or "none"
+            raise ManifestError(f"no voice model {name!r} in the manifest (known: {known})") from None
 
 
 def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
@@ -85,7 +111,13 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
     table = raw.get("translator", {})
     if not isinstance(table, dict):
         raise ManifestError("[translator] must be a table")
-    return Manifest(translators={size: _translator(size, entry) for size, entry in table.items()})
+    voices = raw.get("voice", {})
+    if not isinstance(voices, dict):
+        raise ManifestError("[voice] must be a table")
+    return Manifest(
+        translators={size: _translator(size, entry) for size, entry in table.items()},
+        voices={name: _voice(name, entry) for name, entry in voices.items()},
+    )
 
 
 def translator(size: str = DEFAULT_TRANSLATOR) -> TranslatorModel:
@@ -93,13 +125,32 @@ def translator(size: str = DEFAULT_TRANSLATOR) -> TranslatorModel:
     return load_manifest().translator(size)
 
 
+def _voice(name: str, entry: Any) -> VoiceModel:
+    where = f'[voice."{name}"]'
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{where} must be a table")
+    for key in ("repo", "revision"):
+        if not isinstance(entry.get(key), str):
+            raise ManifestError(f'{where} needs {key} = "..."')
+    files = _files(where, f'voice."{name}"', entry)
+    return VoiceModel(name=name, repo=entry["repo"], revision=entry["revision"], files=files)
+
+
 def _translator(size: str, entry: Any) -> TranslatorModel:
     where = f"[translator.{size}]"
     if not isinstance(entry, dict):
         raise ManifestError(f"{where} must be a table")
+    out = _files(where, f"translator.{size}", entry)
+    for key in ("repo", "quant"):
+        if not isinstance(entry.get(key), str):
+            raise ManifestError(f'{where} needs {key} = "..."')
+    return TranslatorModel(size=size, repo=entry["repo"], quant=entry["quant"], files=out)
+
+
+def _files(where: str, table: str, entry: dict[str, Any]) -> tuple[ModelFile, ...]:
     files = entry.get("files")
     if not isinstance(files, list) or not files:
-        raise ManifestError(f"{where} needs at least one [[translator.{size}.files]] entry")
+        raise ManifestError(f"{where} needs at least one [[{table}.files]] entry")
     out = []
     for f in files:
         if not isinstance(f, dict) or not isinstance(f.get("name"), str):
@@ -110,7 +161,4 @@ def _translator(size: str, entry: Any) -> TranslatorModel:
         if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
             raise ManifestError(f"{where} {f['name']}: sha256 must be 64 hex characters")
         out.append(ModelFile(name=f["name"], size=fsize, sha256=sha))
-    for key in ("repo", "quant"):
-        if not isinstance(entry.get(key), str):
-            raise ManifestError(f'{where} needs {key} = "..."')
-    return TranslatorModel(size=size, repo=entry["repo"], quant=entry["quant"], files=tuple(out))
+    return tuple(out)
