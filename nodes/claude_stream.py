@@ -76,6 +76,7 @@ class StreamJsonReader:
         self._spoken_lines = _Lru()  # message id -> text blocks met in assistant lines
         self._message: dict[str, str] = {}  # session -> id of the message being streamed
         self._open: dict[tuple[str, int], str] = {}  # (session, block index) -> stream of an open text block
+        self._carry: dict[tuple[str, int], str] = {}  # a high surrogate that ended a delta (JSON "\\ud83d")
 
     # ---- input -----------------------------------------------------------------------------
     def line(self, raw: bytes, truncated: bool = False) -> list[Say]:
@@ -109,6 +110,7 @@ class StreamJsonReader:
         """End of input: close every text block still open (a stream cut before content_block_stop)."""
         out = [Say(stream, "", True) for stream in dict.fromkeys(self._open.values())]
         self._open.clear()
+        self._carry.clear()
         return out
 
     @property
@@ -168,7 +170,7 @@ class StreamJsonReader:
                     continue
             self.stats["text_blocks"] += 1
             if text.strip():
-                out.append(Say(stream, text, True))
+                out.append(Say(stream, _clean(text), True))
         return out
 
     def _stream_event(self, obj: dict[str, Any]) -> list[Say]:
@@ -219,9 +221,14 @@ class StreamJsonReader:
             if where not in self._open:  # joined mid-block: a text_delta only comes in a text block
                 self._open_block(where, session)
             self.stats["text_deltas"] += 1
-            return [Say(session, text, False)] if text else []
+            text = self._carry.pop(where, "") + text
+            if text and "\ud800" <= text[-1] <= "\udbff":  # half a surrogate pair: wait for the other
+                self._carry[where] = text[-1]
+                text = text[:-1]
+            return [Say(session, _clean(text), False)] if text else []
         stream = self._open.pop(where, None)
-        return [Say(stream, "", True)] if stream is not None else []
+        rest = _clean(self._carry.pop(where, ""))
+        return [Say(stream, rest, True)] if stream is not None else []
 
     def _open_block(self, where: tuple[str, int], session: str) -> None:
         self._open[where] = session
@@ -238,6 +245,13 @@ class StreamJsonReader:
 
 class _Shape(ValueError):
     """A JSON line whose fields do not have the documented shape."""
+
+
+def _clean(text: str) -> str:
+    """Surrogate pairs (from JSON escapes) joined, lone halves replaced: text that encodes as UTF-8."""
+    if not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _digest(content: list[Any]) -> str:

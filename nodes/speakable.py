@@ -8,7 +8,8 @@ which is why it can be a plain function of a short string:
 - a code fence line becomes a short placeholder ("Here is some Python code.") or nothing
   (`code_blocks = "drop"`); the segmenter has already dropped the body;
 - links say their text, images say nothing, URLs say their host ("github.com"), HTML tags go;
-- emphasis marks go, the words stay; emoji go; arrows read "to", `v2.3.1` reads "version 2.3.1";
+- emphasis marks go, the words stay; emoji go; arrows read "to" (", then" before a clause),
+  `v2.3.1` reads "version 2.3.1";
 - inline code keeps its content (identifiers, commands: the translator keeps them as they are),
   except a file path, which reads as its file name, and code too long to say (`max_inline_code`),
   which reads "this code";
@@ -176,7 +177,7 @@ def _say_words(text: str, options: SpeakOptions) -> str:
     if options.paths == "name":
         text = _PATH.sub(_path_name, text)
     text = _VERSION.sub(r"version \1", text)
-    text = _ARROW.sub(" to ", text)
+    text = _ARROW.sub(_say_arrow, text)
     text = _APPROX.sub("about ", text)
     text = _AMP.sub(" and ", text)
     if options.expand_abbreviations:
@@ -184,6 +185,12 @@ def _say_words(text: str, options: SpeakOptions) -> str:
             text = pattern.sub(words, text)
         text = text.replace(",,", ",")
     return text
+
+
+def _say_arrow(m: re.Match[str]) -> str:
+    """ "A → B" reads "A to B"; "restart it → it reconnects" (a clause follows) reads ", then"."""
+    rest = re.split(r"[,.;:!?)]", m.string[m.end() :], maxsplit=1)[0]
+    return ", then " if len(rest.split()) >= 3 else " to "
 
 
 def _say_code(code: str, options: SpeakOptions) -> str:
