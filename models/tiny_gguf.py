@@ -147,8 +147,14 @@ def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
     return [*tokens, *SPECIALS], types, merges
 
 
-def write_tiny_qwen2_gguf(path: Path, seed: int = 0) -> Path:
-    """Write the tiny model to `path` (atomically) and return `path`."""
+def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1) -> Path:
+    """Write the tiny model to `path` (atomically) and return `path`. With `shards` > 1 it is
+    split as the big official GGUFs are: `<stem>-00001-of-0000n.gguf`, ... beside `path`
+    (llama.cpp's split metadata included), and the first shard's path is returned."""
+    import math
+    import shutil
+    import tempfile
+
     import gguf
 
     tokens, types, merges = tiny_vocab()
@@ -158,8 +164,13 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    w = gguf.GGUFWriter(str(tmp), "qwen2")
+    n_tensors = 1 + 12 * N_LAYER + 2
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".tiny-gguf-", dir=path.parent))
+    w = gguf.GGUFWriter(
+        str(tmp_dir / path.name),
+        "qwen2",
+        split_max_tensors=math.ceil(n_tensors / shards) if shards > 1 else 0,
+    )
     w.add_name("tiny-qwen2-random")
     w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
     w.add_context_length(CONTEXT_LENGTH)
@@ -226,12 +237,17 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0) -> Path:
     w.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
     w.add_tensor("output.weight", f16(out))
 
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    os.replace(tmp, path)
-    return path
+    try:
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        written = sorted(tmp_dir.iterdir())
+        for f in written:
+            os.replace(f, path.with_name(f.name))
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path.with_name(written[0].name)
 
 
 def _bpe_piece(ch: str) -> str:

@@ -1,0 +1,243 @@
+"""The translate node: one English Sentence in, its Japanese Clauses out as they are decoded.
+
+Each sentence: protect code/paths/numbers (nodes/placeholders.py), translate with the engine
+(nodes/llama_engine.py) given the last few pairs of the same stream, split and clean the decode
+into clauses (nodes/ja_text.py) and send each one the moment it is complete, the last marked.
+No Japanese at all: one strict retry, then a Failed ack. A model that did not load answers every
+sentence with a Failed that says why; nothing accepted is dropped without an ack.
+
+Config, section [translate] (every key optional):
+    model             GGUF path (a split model: its first shard); default: the manifest's `size`
+                      model under models/weights/
+    size              manifest entry when `model` is not set: "7b" (default), "14b", "32b", "72b"
+    n_ctx             context window in tokens (4096)
+    n_threads         CPU threads (0: llama.cpp's default)
+    n_gpu_layers      layers offloaded (-1 all; default: all when llama.cpp has a GPU backend, else 0)
+    min_clause_chars  a clause may end at 、 once it has this many characters (8)
+    context_pairs     earlier (English, Japanese) pairs of the same stream sent along (3)
+    max_tokens        decode cap per sentence (256)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bus.errors import EngineError
+from bus.messages import EVENT_DROPPED, Clause, Failed, Message, Sentence
+from bus.node import Node, main_for
+from nodes.errors import ModelLoadError
+from nodes.ja_text import ClauseStream, OutClause
+from nodes.llama_engine import LlamaSettings, LlamaTranslator, Translator
+from nodes.placeholders import protect, restore
+
+DEFAULTS: dict[str, Any] = {
+    "size": "7b",
+    "n_ctx": 4096,
+    "n_threads": 0,
+    "n_gpu_layers": None,
+    "min_clause_chars": 8,
+    "context_pairs": 3,
+    "max_tokens": 256,
+}
+MAX_STREAMS = 64  # streams whose recent pairs are kept (least recently used forgotten first)
+KEEP_EXTRA_PAIRS = 4  # pairs kept beyond context_pairs, for sentences arriving out of order
+
+
+def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[LlamaSettings, dict[str, int]]:
+    """Engine settings and node knobs from [translate]; a bad value is a ModelLoadError, so the
+    node stays up and says which key is wrong."""
+    cfg = {**DEFAULTS, **section}
+    ints = {}
+    for key in ("n_ctx", "n_threads", "min_clause_chars", "context_pairs", "max_tokens"):
+        value = cfg[key]
+        if type(value) is not int or value < 0 or (value == 0 and key in ("n_ctx", "max_tokens")):
+            raise ModelLoadError(f"[translate] {key} must be a positive integer, got {value!r}")
+        ints[key] = value
+    n_gpu = cfg["n_gpu_layers"]
+    if n_gpu is not None and type(n_gpu) is not int:
+        raise ModelLoadError(f"[translate] n_gpu_layers must be an integer, got {n_gpu!r}")
+    model = cfg.get("model")
+    if model is None:
+        from models.manifest import WEIGHTS_DIR, ManifestError, translator
+
+        try:
+            path = translator(str(cfg["size"])).local_path(WEIGHTS_DIR)
+        except ManifestError as exc:
+            raise ModelLoadError(f"[translate] size: {exc}") from exc
+    elif isinstance(model, str) and model:
+        path = Path(model).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+    else:
+        raise ModelLoadError(f"[translate] model must be a path to a GGUF file, got {model!r}")
+    settings = LlamaSettings(
+        model=path,
+        n_ctx=ints["n_ctx"],
+        n_threads=ints["n_threads"] or None,
+        n_gpu_layers=n_gpu,
+        max_tokens=ints["max_tokens"],
+    )
+    return settings, ints
+
+
+class TranslateNode(Node):
+    name: ClassVar[str] = "translate"
+    inputs: ClassVar[tuple[str, ...]] = ("translate",)
+    routes: ClassVar[dict[type[Message], str]] = {Clause: "synthesize", Failed: "acks"}
+
+    engine: Translator | None = None
+    min_clause_chars: int = DEFAULTS["min_clause_chars"]
+    context_pairs: int = DEFAULTS["context_pairs"]
+
+    def setup(self) -> None:
+        self._pairs: OrderedDict[str, dict[int, tuple[str, str]]] = OrderedDict()
+        settings, knobs = translate_settings(self.config.section("translate"), self.config.base_dir)
+        self.min_clause_chars = knobs["min_clause_chars"]
+        self.context_pairs = knobs["context_pairs"]
+        engine = LlamaTranslator(settings)
+        self.engine = engine
+        self.event(
+            "backend",
+            backend=engine.backend,
+            model=str(settings.model),
+            model_name=engine.model_name,
+            n_gpu_layers=engine.n_gpu_layers,
+            n_ctx=settings.n_ctx,
+            system_prompt_tokens=len(engine.system_tokens),
+        )
+
+    def handle(self, msg: Message) -> Iterator[Message]:
+        if not isinstance(msg, Sentence):
+            self.counters["dropped"] += 1
+            self.event(EVENT_DROPPED, msg, reason=f"translate takes sentences, got {msg.TYPE}")
+            return
+        t0 = time.monotonic()
+        if self.engine is None:
+            reason = f"translation model not loaded: {self.state_detail or 'setup did not finish'}"
+            yield self._failed(msg, reason)
+            self.finished(msg, clauses=0, failed=reason, total_ms=_ms(t0))
+            return
+        protected = protect(msg.text)
+        if not protected.needs_translation:  # only code, paths, numbers: say them as written
+            text = restore(protected.text, protected.originals).text.strip()
+            if not text:
+                yield self._failed(msg, "the sentence is empty: nothing to translate")
+                self.finished(msg, clauses=0, failed="empty sentence", total_ms=_ms(t0))
+                return
+            yield self._clause(msg, 0, OutClause(text, True))
+            self.finished(msg, clauses=1, first_clause_ms=_ms(t0), total_ms=_ms(t0), tokens=0, untranslated=1)
+            return
+        n, first_ms, tokens, stream = 0, None, 0, None
+        for strict in (False, True):
+            stream = ClauseStream(protected.originals, self.min_clause_chars)
+            try:
+                for c in self._attempt(msg, protected.text, stream, strict):
+                    yield self._clause(msg, n, c)
+                    n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
+            except EngineError as exc:
+                yield self._failed(msg, f"translation failed: {exc}")
+                self.finished(msg, clauses=n, failed=str(exc), total_ms=_ms(t0))
+                return
+            finally:
+                tokens += self._stats("generated_tokens")
+            if not self.running:
+                return  # shutting down mid-sentence: ingest re-sends what was never played
+            for c in stream.finish():
+                yield self._clause(msg, n, c)
+                n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
+            if stream.japanese_seen:
+                break
+        assert stream is not None
+        detail = {
+            "clauses": n,
+            "first_clause_ms": first_ms,
+            "total_ms": _ms(t0),
+            "tokens": tokens,
+            "prompt_tokens": self._stats("prompt_tokens"),
+            "evaluated_tokens": self._stats("evaluated_tokens"),
+            "context_pairs": self._stats("context_pairs"),
+            "retried": int(strict),
+            "missing_placeholders": len(stream.missing),
+            "dropped_clauses": len(stream.dropped),
+        }
+        if not stream.japanese_seen:
+            said = "".join(stream.dropped)[:120]
+            reason = f"no Japanese in the translation, even after a retry (model said {said!r})"
+            yield self._failed(msg, reason)
+            self.finished(msg, failed=reason, **detail)
+            return
+        self._remember(msg, protected.text, "".join(stream.masked))
+        self.finished(msg, **detail)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _attempt(self, msg: Sentence, text: str, stream: ClauseStream, strict: bool) -> Iterator[OutClause]:
+        """Clauses of one attempt as they are decoded; decoding stops when the stream is done."""
+        assert self.engine is not None
+        pieces = self.engine.translate(text, [] if strict else self._context(msg), strict=strict)
+        try:
+            for piece in self.iter_until_stopped(pieces):
+                yield from stream.feed(piece)
+                if stream.done:
+                    break
+        finally:
+            close = getattr(pieces, "close", None)
+            if callable(close):
+                close()  # ends llama's generate() now, not whenever it is collected
+
+    def _clause(self, msg: Sentence, index: int, c: OutClause) -> Clause:
+        return Clause(
+            stream=msg.stream,
+            seq=msg.seq,
+            index=index,
+            text=c.text,
+            last=c.last,
+            text_en=msg.text,
+            attempt=msg.attempt,
+        )
+
+    def _failed(self, msg: Sentence, reason: str) -> Failed:
+        return Failed(
+            stream=msg.stream,
+            seq=msg.seq,
+            stage=self.name,
+            reason=reason,
+            text_en=msg.text,
+            attempt=msg.attempt,
+        )
+
+    def _context(self, msg: Sentence) -> list[tuple[str, str]]:
+        """The last `context_pairs` pairs of this stream that came before this sentence."""
+        pairs = self._pairs.get(msg.stream, {})
+        earlier = sorted(seq for seq in pairs if seq < msg.seq)
+        return [pairs[seq] for seq in earlier[-self.context_pairs :]] if self.context_pairs else []
+
+    def _remember(self, msg: Sentence, english: str, japanese: str) -> None:
+        if not self.context_pairs or not japanese:
+            return
+        pairs = self._pairs.setdefault(msg.stream, {})
+        self._pairs.move_to_end(msg.stream)
+        pairs[msg.seq] = (english, japanese)
+        for seq in sorted(pairs)[: max(0, len(pairs) - self.context_pairs - KEEP_EXTRA_PAIRS)]:
+            del pairs[seq]
+        while len(self._pairs) > MAX_STREAMS:
+            self._pairs.popitem(last=False)
+
+    def _stats(self, name: str) -> int:
+        stats = getattr(self.engine, "last_stats", None)
+        return int(getattr(stats, name, 0))
+
+
+def _ms(t0: float) -> float:
+    return round((time.monotonic() - t0) * 1000, 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(TranslateNode, argv)

@@ -1,0 +1,176 @@
+"""The translate node as a real process on real sockets with the tiny GGUF: Sentence frames in
+through a PUSH, Clause frames out at a PULL bound where synthesize would be, Failed frames at the
+acks endpoint, tap events at a SUB bound where the tap proxy would be."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from bus.messages import Clause, Failed, Message, Sentence, TapEvent, decode, encode
+from models.tiny_gguf import write_tiny_qwen2_gguf
+from tests.conftest import BusEnv
+
+READY_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_qwen2_gguf(tmp_path_factory.mktemp("gguf") / "tiny-qwen2.gguf")
+
+
+class Harness:
+    """The node's neighbours: who sends it sentences and who listens to what it says."""
+
+    def __init__(self, env: BusEnv) -> None:
+        ep = env.config.endpoints
+        self.ctx = zmq.Context()
+        self.clauses = self._bind(ep.bind["synthesize"], zmq.PULL)
+        self.acks = self._bind(ep.bind["acks"], zmq.PULL)
+        self.tap = self._bind(ep.bind["tap_in"], zmq.SUB)
+        self.tap.setsockopt(zmq.SUBSCRIBE, b"")
+        self.push = self.ctx.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.LINGER, 0)
+        self.push.connect(ep.connect["translate"])
+        self.events: list[TapEvent] = []
+
+    def _bind(self, addr: str, kind: int) -> zmq.Socket:
+        s = self.ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        s.bind(addr)
+        return s
+
+    def send(self, msg: Message) -> None:
+        self.push.send_multipart(encode(msg))
+
+    def pump_tap(self, timeout_s: float = 0.0) -> None:
+        if self.tap.poll(int(timeout_s * 1000)):
+            while self.tap.poll(0):
+                ev = decode(self.tap.recv_multipart())
+                assert isinstance(ev, TapEvent)
+                self.events.append(ev)
+
+    def wait_state(self, state: str) -> TapEvent:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.pump_tap(0.2)
+            for ev in self.events:
+                if ev.kind == "heartbeat" and ev.node == "translate" and ev.detail.get("state") == state:
+                    return ev
+        raise AssertionError(f"translate never reported state {state!r}: {[e.kind for e in self.events]}")
+
+    def sentence_clauses(self, n_sentences: int) -> dict[tuple[str, int, int], list[Clause]]:
+        """Clauses per (stream, seq, attempt) until each of n sentences has its last clause."""
+        got: dict[tuple[str, int, int], list[Clause]] = {}
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while sum(1 for cs in got.values() if cs and cs[-1].last) < n_sentences:
+            assert time.monotonic() < deadline, f"timed out; got {got}"
+            if self.clauses.poll(200):
+                c = decode(self.clauses.recv_multipart())
+                assert isinstance(c, Clause)
+                got.setdefault((c.stream, c.seq, c.attempt), []).append(c)
+        return got
+
+    def failed(self) -> Failed:
+        assert self.acks.poll(int(REPLY_TIMEOUT_S * 1000)), "no ack from translate"
+        ack = decode(self.acks.recv_multipart())
+        assert isinstance(ack, Failed)
+        return ack
+
+    def close(self) -> None:
+        self.ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def harness(bus_env: BusEnv) -> Iterator[Harness]:
+    h = Harness(bus_env)
+    yield h
+    h.close()
+
+
+def start_translate(env: BusEnv, **section: object) -> None:
+    env.set_sections(translate={"n_threads": 1, "n_ctx": 2048, "max_tokens": 64, **section})
+    env.start("node", "translate")
+
+
+def test_sentences_come_out_as_ordered_clauses_with_the_last_marked(
+    bus_env: BusEnv, harness: Harness, tiny_gguf: Path
+) -> None:
+    start_translate(bus_env, model=str(tiny_gguf))
+    harness.wait_state("ready")
+    texts = ["I fixed the bug in setup.py.", "The tests pass now.", "Next, I will update README.md."]
+    for seq, text in enumerate(texts):
+        harness.send(Sentence(stream="s1", seq=seq, text=text, attempt=0))
+    got = harness.sentence_clauses(len(texts))
+    assert sorted(got) == [("s1", seq, 0) for seq in range(len(texts))]
+    for (_, seq, _), clauses in got.items():
+        # indices 0..n-1 in the order they arrived, one last clause and it is the final one
+        assert [c.index for c in clauses] == list(range(len(clauses)))
+        assert [c.last for c in clauses] == [False] * (len(clauses) - 1) + [True]
+        assert all(c.text_en == texts[seq] for c in clauses)
+        spoken = "".join(c.text for c in clauses)
+        assert any("\u3040" <= ch <= "\u9fff" for ch in spoken), spoken
+    # setup.py was protected: the tiny model drops the placeholder, the node puts it back
+    assert "setup.py" in "".join(c.text for c in got[("s1", 0, 0)])
+    # the tap: the backend at start, and one finished line per sentence with its timings
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(e.kind == "finished" for e in harness.events) < len(texts):
+        harness.pump_tap(0.2)
+    backend = [e for e in harness.events if e.kind == "backend"]
+    assert backend and backend[0].detail["backend"] == "cpu"
+    assert backend[0].detail["model"] == str(tiny_gguf)
+    finished = [e for e in harness.events if e.kind == "finished"]
+    assert sorted(e.seq for e in finished) == [0, 1, 2]
+    for e in finished:
+        assert e.detail["clauses"] == len(got[("s1", e.seq, 0)])
+        assert e.detail["tokens"] > 0 and e.detail["first_clause_ms"] is not None
+        # the system prompt's KV state was reused: far fewer tokens evaluated than prompted
+        assert e.detail["evaluated_tokens"] < e.detail["prompt_tokens"] / 2
+
+
+def test_a_retried_sentence_says_the_same_clauses(bus_env: BusEnv, harness: Harness, tiny_gguf: Path) -> None:
+    start_translate(bus_env, model=str(tiny_gguf))
+    harness.wait_state("ready")
+    text = "Let me look at the failing test in src/app.ts before changing anything."
+    harness.send(Sentence(stream="s2", seq=0, text="Okay, starting now.", attempt=0))
+    harness.send(Sentence(stream="s2", seq=1, text=text, attempt=0))
+    harness.send(Sentence(stream="s2", seq=1, text=text, attempt=1))
+    got = harness.sentence_clauses(3)
+    first = [(c.index, c.text, c.last) for c in got[("s2", 1, 0)]]
+    again = [(c.index, c.text, c.last) for c in got[("s2", 1, 1)]]
+    assert first == again
+
+
+def test_a_bad_model_path_fails_every_sentence_clearly_and_the_node_stays_up(
+    bus_env: BusEnv, harness: Harness, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-model.gguf"
+    start_translate(bus_env, model=str(missing))
+    hb = harness.wait_state("error")
+    assert str(missing) in hb.detail["error"] and "not found" in hb.detail["error"]
+    for seq in range(2):
+        harness.send(Sentence(stream="s3", seq=seq, text="Hello there.", attempt=0))
+        ack = harness.failed()
+        assert (ack.stream, ack.seq, ack.stage) == ("s3", seq, "translate")
+        assert "not loaded" in ack.reason and str(missing) in ack.reason
+    assert all(p.poll() is None for p in bus_env.procs), bus_env.log("node-translate")
+    assert not harness.clauses.poll(200)
+
+
+def test_a_file_that_is_not_a_gguf_is_a_load_error_not_a_crash(
+    bus_env: BusEnv, harness: Harness, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(msgpack.packb({"not": "a model"}) * 100)
+    start_translate(bus_env, model=str(junk))
+    hb = harness.wait_state("error")
+    assert "cannot load" in hb.detail["error"]
+    harness.send(Sentence(stream="s4", seq=0, text="Hello there.", attempt=0))
+    assert "not loaded" in harness.failed().reason
+    assert all(p.poll() is None for p in bus_env.procs)
