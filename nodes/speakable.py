@@ -153,7 +153,7 @@ def to_speakable(unit: str, options: SpeakOptions = DEFAULT_OPTIONS) -> str:
     )
     text = _REF_LINK.sub(r"\1", text)
     text = _AUTOLINK.sub(lambda m: _say_url(m.group(1), options), text)
-    text = _URL.sub(lambda m: _say_url(m.group(0), options) + _trailing_punct(m.group(0)), text)
+    text = _URL.sub(lambda m: _say_url(_strip_punct(m.group(0)), options) + _trailing_punct(m.group(0)), text)
     text = _HTML_TAG.sub(" ", text)
     text = _STRIKE.sub(r"\1", text)
     for _ in range(2):  # nested emphasis: ***both*** and **bold _italic_**
@@ -213,8 +213,12 @@ def _say_url(url: str, options: SpeakOptions) -> str:
     return host.removeprefix("www.")
 
 
+def _strip_punct(url: str) -> str:
+    return url.rstrip(".,;:!?")
+
+
 def _trailing_punct(url: str) -> str:
-    return url[len(url.rstrip(".,;:!?")) :]
+    return url[len(_strip_punct(url)) :]
 
 
 def _path_name(m: re.Match[str]) -> str:
