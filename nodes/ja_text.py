@@ -45,15 +45,25 @@ def is_japanese(text: str) -> bool:
     return bool(_JAPANESE.search(text))
 
 
-def _spoken_len(text: str) -> int:
+def _spoken_len(text: str, originals: Sequence[str] = ()) -> int:
+    """Characters that are spoken: no spaces or punctuation; a placeholder counts as what it
+    stands for (a file name takes longer to say than ⟦0⟧ suggests)."""
+    if originals:
+        text = _PLACEHOLDER.sub(lambda m: _original(m.group(0), originals), text)
     return sum(1 for ch in text if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
+
+
+def _original(ph: str, originals: Sequence[str]) -> str:
+    i = int(ph[1:-1])
+    return originals[i] if i < len(originals) else ph
 
 
 class ClauseSplitter:
     """Cut streamed text into clauses; `"".join(fed) == "".join(clauses) + flush()`, always."""
 
-    def __init__(self, min_clause_chars: int = 8) -> None:
+    def __init__(self, min_clause_chars: int = 8, originals: Sequence[str] = ()) -> None:
         self.min_clause_chars = min_clause_chars
+        self.originals = originals  # what ⟦n⟧ in the text stands for, to measure clause length
         self._buf: list[str] = []
         self._depth = 0  # open brackets in the current clause
         self._ended = ""  # the break character seen; the clause goes once a non-closer follows
@@ -66,7 +76,8 @@ class ClauseSplitter:
         out: list[str] = []
         for ch in text:
             if self._ended:
-                if ch in CLOSERS or (ch in TERMINATORS and self._ended in TERMINATORS):
+                after_end = self._ended in TERMINATORS and ch in TERMINATORS  # ？！ 。。
+                if self._ended != "\n" and (ch in CLOSERS or after_end):
                     self._buf.append(ch)
                     continue
                 out.append(self.flush())
@@ -75,17 +86,24 @@ class ClauseSplitter:
                 self._depth += 1
             elif ch in CLOSERS and self._depth:
                 self._depth -= 1
+                before = self._buf[-2] if len(self._buf) > 1 else ""
+                if not self._depth and before in TERMINATORS:
+                    self._ended = before  # 「…。」 ends where its quote ends
+                    continue
             if self._depth and len(self._buf) > MAX_BRACKET_CHARS:
                 self._depth = 0
-            if ch == "\n" or (
-                not self._depth
-                and (
-                    ch in TERMINATORS
-                    or (ch in SOFT_BREAKS and _spoken_len(self.pending) >= self.min_clause_chars)
-                )
-            ):
+            if self._is_break(ch):
                 self._ended = ch
         return out
+
+    def _is_break(self, ch: str) -> bool:
+        if ch == "\n":
+            return True
+        if self._depth:
+            return False  # a break inside brackets or quotes belongs to them
+        if ch in TERMINATORS:
+            return True
+        return ch in SOFT_BREAKS and _spoken_len(self.pending, self.originals) >= self.min_clause_chars
 
     def flush(self) -> str:
         """Whatever is held (a finished clause waiting for closers, or an unfinished one)."""
@@ -147,10 +165,11 @@ class ClauseStream:
     masked: list[str] = field(default_factory=list)  # clean clauses, placeholders not yet restored
     _seen: set[int] = field(default_factory=set)
     _held: list[str] = field(default_factory=list)
+    _said: list[str] = field(default_factory=list)
     _line_start: bool = True
 
     def __post_init__(self) -> None:
-        self._splitter = ClauseSplitter(self.min_clause_chars)
+        self._splitter = ClauseSplitter(self.min_clause_chars, self.originals)
 
     def feed(self, piece: str) -> list[OutClause]:
         if self.done or not piece:
@@ -170,7 +189,9 @@ class ClauseStream:
         """The last clause (marked last), with any placeholder the model dropped appended. Empty
         when nothing Japanese came: the caller retries or reports the failure."""
         text = self._clause(self._splitter.flush()) or ""
-        self.missing = [o for i, o in enumerate(self.originals) if i not in self._seen]
+        said = "".join([*self._said, text])
+        # lost placeholders, unless the model wrote the original itself ("3件" for ⟦1⟧件)
+        self.missing = [o for i, o in enumerate(self.originals) if i not in self._seen and o not in said]
         if self.missing:
             text = " ".join([text, *self.missing]).strip()
         if not self.japanese_seen:
@@ -202,4 +223,5 @@ class ClauseStream:
         self.masked.append(cleaned)
         restored = restore(cleaned, self.originals, self._seen)
         self.duplicates += restored.duplicates
+        self._said.append(restored.text)
         return restored.text

@@ -5,8 +5,9 @@ translation and are put back after, exactly as they were written.
 Why ⟦n⟧: the brackets are rare in both languages, so a placeholder is never confused with real
 text, and instruction-tuned models copy such opaque tokens through. Models still misbehave, so
 restoring is forgiving: it accepts the look-alikes a model tends to write instead ([[0]], 【0】,
-〚0〛, spaces inside), keeps the first copy of a duplicated placeholder, and reports the ones that
-never came back so the caller can append them; nothing protected is silently lost.
+〚0〛, spaces inside), restores a placeholder the model used twice both times (Japanese often
+repeats a noun where English says "it"), and reports the ones that never came back so the caller
+can append them; nothing protected is silently lost.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Protected:
 class Restored:
     text: str
     missing: list[str] = field(default_factory=list)  # originals the model dropped, in order
-    duplicates: int = 0  # extra copies of a placeholder that were removed
+    duplicates: int = 0  # placeholders the model used more than once (all restored)
 
 
 def placeholder(i: int) -> str:
@@ -83,8 +84,7 @@ def protect(text: str) -> Protected:
 
 def restore(text: str, originals: Sequence[str], seen: set[int] | None = None) -> Restored:
     """Put the originals back into `text`. Pass the same `seen` set for every clause of one
-    sentence, so a placeholder repeated in a later clause is dropped there too; `missing` then
-    lists the originals not seen in this text or any earlier one."""
+    sentence: `missing` then lists the originals not seen in this text or any earlier one."""
     seen = set() if seen is None else seen
     out = Restored(text="")
 
@@ -94,7 +94,6 @@ def restore(text: str, originals: Sequence[str], seen: set[int] | None = None) -
             return m.group(0)  # not one of ours: leave the text alone
         if i in seen:
             out.duplicates += 1
-            return ""
         seen.add(i)
         return originals[i]
 
