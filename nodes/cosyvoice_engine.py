@@ -1,0 +1,317 @@
+"""The synthesize engine: Japanese text pieces in, float32 PCM chunks out, on CosyVoice2's modules.
+
+The seam is `Synthesizer`: plain types only, so the node never sees torch and a test can put a
+function behind it. `CosyVoiceEngine` is the real one: it loads a model folder
+(nodes/cosyvoice_load.py), resolves a voice (nodes/voices.py) and streams
+(nodes/cosyvoice_stream.py). What it guarantees:
+  * the pieces of one sentence become ONE utterance, text streamed into the LM as it arrives, so
+    the first chunk never waits for the last clause; long text is split into several utterances
+    (at most `max_text_tokens` each, at punctuation) whose audio follows on without a gap;
+  * the first chunk comes after `first_hop_tokens` speech tokens (+ the flow's lookahead), later
+    chunks every `hop_tokens`: a smaller first hop gives earlier audio;
+  * every synthesis has a deadline (`deadline_s`, waiting for text included) and can be
+    cancelled through its TextFeed; it raises instead of hanging;
+  * text with nothing speakable raises NothingToSay before the model runs.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from nodes.errors import NothingToSay, SynthesisError, SynthesisTimeout
+
+SPLIT_AFTER = "。！？!?．.\n；;、，,：: "  # where a too-long text may be cut, strongest first
+INSTRUCT_END = "<|endofprompt|>"
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    """One piece of an utterance's audio. `last` marks the final chunk of the whole synthesis."""
+
+    pcm: np.ndarray  # float32, mono, at the synthesizer's sample_rate_hz
+    last: bool
+    utterance: int = 0  # which utterance of the synthesis (long text is split into several)
+    timings: dict[str, float] = field(default_factory=dict)  # lm_ms, lm_steps, flow_ms, hift_ms
+
+
+class Synthesizer(Protocol):
+    sample_rate_hz: int
+
+    def synthesize(self, text_pieces: Iterable[str], voice: str = "") -> Iterator[SpeechChunk]:
+        """Audio for the pieces of one sentence, chunk by chunk; raises an EngineError subclass."""
+        ...
+
+    def voices(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class TextFeed:
+    """The text of one sentence as it arrives, from another thread: `put` each clause, `close`
+    after the last. The engine waits for pieces only until its deadline; `cancel` stops it."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._q: queue.Queue[object] = queue.Queue()
+        self._cancel = threading.Event()
+
+    def put(self, text: str) -> None:
+        self._q.put(text)
+
+    def close(self) -> None:
+        self._q.put(self._END)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._q.put(self._END)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def get(self, timeout_s: float) -> str | None:
+        """The next piece, None at the end; SynthesisTimeout if none comes in time."""
+        try:
+            item = self._q.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            raise SynthesisTimeout(f"no further text within the deadline ({timeout_s:.1f} s left)") from None
+        return None if item is self._END else str(item)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """[synthesize] settings the engine reads (see nodes/synthesize.py for the config keys)."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    first_hop_tokens: int = 15
+    hop_tokens: int = 25
+    deadline_s: float = 60.0
+    max_text_tokens: int = 80
+    min_token_text_ratio: float = 2.0
+    max_token_text_ratio: float = 20.0
+    instruct: str = ""
+    seed: int = 0
+    voices_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.first_hop_tokens < 5 or self.hop_tokens < 5:
+            # a chunk must cover more than the 8 mel frames (4 tokens) kept for the cross-fade
+            raise ValueError("first_hop_tokens and hop_tokens must be at least 5")
+        if self.deadline_s <= 0 or self.max_text_tokens < 5:
+            raise ValueError("deadline_s must be > 0 and max_text_tokens >= 5")
+
+
+def speakable(text: str) -> bool:
+    """Has a letter or digit of any script (kana and kanji included): not only symbols/space."""
+    return any(c.isalnum() for c in text)
+
+
+def text_script(text: str) -> str:
+    """A coarse language guess from the script: "ja" (kana), "cjk" (kanji only: Japanese or
+    Chinese), "ko", "latin", "other" or "" (nothing speakable)."""
+    names = [unicodedata.name(c, "") for c in text if c.isalnum()]
+    if not names:
+        return ""
+    if any(n.startswith(("HIRAGANA", "KATAKANA")) for n in names):
+        return "ja"
+    if any(n.startswith("CJK UNIFIED") for n in names):
+        return "cjk"
+    if any(n.startswith("HANGUL") for n in names):
+        return "ko"
+    if any(n.startswith("LATIN") for n in names):
+        return "latin"
+    return "other"
+
+
+def split_text(text: str, count: Callable[[str], int], max_tokens: int) -> list[str]:
+    """`text` cut into parts of at most `max_tokens` tokens, after punctuation where possible."""
+    if count(text) <= max_tokens:
+        return [text]
+    for mark in SPLIT_AFTER:
+        if mark in text.rstrip(mark):
+            segments = [s + mark for s in text.split(mark)]
+            segments[-1] = segments[-1][: -len(mark)]
+            parts: list[str] = []
+            for seg in (s for s in segments if s):
+                if parts and count(parts[-1] + seg) <= max_tokens:
+                    parts[-1] += seg
+                else:
+                    parts.extend(split_text(seg, count, max_tokens))
+            return parts
+    parts = [""]  # no punctuation at all: cut between characters
+    for ch in text:
+        if parts[-1] and count(parts[-1] + ch) > max_tokens:
+            parts.append("")
+        parts[-1] += ch
+    return parts
+
+
+class TextSource:
+    """Text pieces in, token lists out, one utterance at a time (see `utterance`)."""
+
+    def __init__(
+        self,
+        pieces: Iterable[str],
+        encode: Callable[[str], list[int]],
+        max_tokens: int,
+        wait_s: Callable[[], float],
+    ) -> None:
+        self._pieces = pieces if isinstance(pieces, TextFeed) else iter(pieces)
+        self._encode = encode
+        self._max = max_tokens
+        self._wait_s = wait_s
+        self._carry: deque[tuple[str, list[int]]] = deque()
+        self._done = False
+        self.texts: list[str] = []
+
+    def _pull(self) -> bool:
+        if self._done:
+            return False
+        if isinstance(self._pieces, TextFeed):
+            piece = self._pieces.get(self._wait_s())
+        else:
+            piece = next(self._pieces, None)
+        if piece is None:
+            self._done = True
+            return False
+        piece = piece.replace("\n", " ")
+        if piece.strip():
+            self.texts.append(piece)
+            for part in split_text(piece, lambda s: len(self._encode(s)), self._max):
+                self._carry.append((part, self._encode(part)))
+        return True
+
+    def has_speech(self) -> bool:
+        """True once speakable text is waiting; False when the text ended without any more.
+        Waits for pieces (within the deadline) until it can tell."""
+        while not any(speakable(t) for t, _ in self._carry):
+            if not self._pull():
+                return False
+        return True
+
+    def utterance(self) -> Iterator[list[int]]:
+        """Token lists for one utterance: ends with the text, or before the piece that would take
+        it past `max_tokens` (that piece opens the next utterance)."""
+        used = 0
+        while self._carry or self._pull():
+            if not self._carry:
+                continue
+            _, ids = self._carry[0]
+            if used and used + len(ids) > self._max:
+                return
+            self._carry.popleft()
+            used += len(ids)
+            yield ids
+
+
+class CosyVoiceEngine:
+    """The Synthesizer on a CosyVoice2 model folder (load once, then synthesize sentence by sentence)."""
+
+    def __init__(self, model_dir: Path, options: EngineOptions | None = None) -> None:
+        from nodes.cosyvoice_load import load_cosyvoice2
+        from nodes.voices import VoiceBank
+
+        self.options = options or EngineOptions()
+        self.model = load_cosyvoice2(Path(model_dir), self.options.device, self.options.dtype)
+        self.bank = VoiceBank(self.model.spk2info, self.options.voices_dir, self.model.fingerprint)
+        self.sample_rate_hz = self.model.sample_rate
+
+    def voices(self) -> list[str]:
+        return self.bank.names()
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self.model.tokenizer.encode(text)]
+
+    def synthesize(
+        self, text_pieces: Iterable[str], voice: str = "", deadline_s: float | None = None
+    ) -> Iterator[SpeechChunk]:
+        import torch
+
+        from nodes.cosyvoice_stream import Clock
+
+        opts = self.options
+        feed = text_pieces if isinstance(text_pieces, TextFeed) else None
+        clock = Clock(deadline_s or opts.deadline_s, (lambda: feed.cancelled) if feed else (lambda: False))
+        v = self.bank.get(voice)
+        source = TextSource(text_pieces, self.encode, opts.max_text_tokens, clock.remaining)
+        if not source.has_speech():
+            raise NothingToSay(f"nothing speakable in {''.join(source.texts)[:60]!r}")
+        torch.manual_seed(opts.seed)  # sampling and the vocoder's noise: a retry says the same
+        more, n = True, 0
+        while more:
+            with torch.inference_mode():
+                for chunk in self._utterance(source, v, clock):
+                    if chunk.last:
+                        more = source.has_speech()
+                        yield SpeechChunk(chunk.pcm, not more, n, chunk.timings)
+                    elif chunk.pcm.size:
+                        yield SpeechChunk(chunk.pcm, False, n, chunk.timings)
+            n += 1
+
+    def _prompt(self, v: Any) -> tuple[list[int], list[int]]:
+        """(LM prompt text tokens, LM prompt speech tokens) of a voice, instruct applied."""
+        instruct = self.options.instruct or v.instruct
+        speech = v.prompt_speech_token.flatten().tolist() if v.is_clone else []
+        if instruct:
+            if not self.model.has_special(INSTRUCT_END):
+                raise SynthesisError(
+                    "this model takes no instruct text (its tokenizer lacks <|endofprompt|>)"
+                )
+            return self.encode(instruct + INSTRUCT_END), []  # instruct replaces the spoken prompt in the LM
+        if v.prompt_text_tokens is not None:
+            return list(v.prompt_text_tokens), speech
+        return (self.encode(v.prompt_text) if v.prompt_text else []), speech
+
+    def _utterance(self, source: TextSource, v: Any, clock: Any) -> Iterator[SpeechChunk]:
+        import torch
+
+        from nodes.cosyvoice_stream import ChunkVocoder, Timings, speech_tokens
+
+        m, opts = self.model, self.options
+        timings = Timings()
+        prompt_text, prompt_speech = self._prompt(v)
+        if v.is_clone:
+            flow_token, flow_feat = v.prompt_speech_token, v.prompt_speech_feat
+        else:
+            flow_token = torch.zeros(1, 0, dtype=torch.int32)
+            flow_feat = torch.zeros(1, 0, m.params["mel_bins"])
+        vocoder = ChunkVocoder(m, v.embedding, flow_token, flow_feat, timings)
+        lookahead = m.params["pre_lookahead_len"]
+        room = m.params["max_mels"] // m.params["token_mel_ratio"] - int(flow_token.shape[1]) - lookahead
+        tokens: list[int] = []
+        offset, hop = 0, opts.first_hop_tokens
+        with torch.inference_mode():
+            for token in speech_tokens(
+                m,
+                source.utterance(),
+                prompt_text,
+                prompt_speech,
+                clock,
+                timings,
+                min_ratio=opts.min_token_text_ratio,
+                max_ratio=opts.max_token_text_ratio,
+                max_tokens=room,
+            ):
+                tokens.append(token)
+                if len(tokens) - offset >= hop + lookahead:
+                    clock.check()
+                    pcm = vocoder(tokens[: offset + hop + lookahead], offset, finalize=False)
+                    offset, hop = offset + hop, opts.hop_tokens
+                    yield SpeechChunk(pcm, False, timings=timings.take())
+            clock.check()
+            pcm = vocoder(tokens, offset, finalize=True)
+        yield SpeechChunk(pcm, True, timings=timings.take())

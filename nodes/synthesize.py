@@ -1,0 +1,372 @@
+"""Synthesize: Japanese clauses in, PCM chunks out, one utterance per sentence.
+
+The runtime is one single-threaded loop, and synthesis takes seconds, so the engine runs in a
+worker thread: `handle(Clause)` feeds the sentence's TextFeed (the first clause starts the job,
+`last` closes its text), and `handle`/`tick` drain what the worker made, pushing each AudioChunk
+as soon as it exists. Sentences are synthesized one at a time, in arrival order; a sentence is
+identified by (stream, seq, attempt), and a clause seen twice is dropped.
+
+Outcomes per sentence: chunks then one with last=True; nothing speakable -> a single empty
+last chunk (so playback acks it) and a `skipped` event; any engine error (unknown voice,
+deadline, model failure) -> Failed(stage="synthesize") and an `error` event, and the node takes
+the next sentence; cancel -> the job stops, a `cancelled` event, nothing more is sent.
+
+Config, [synthesize] (defaults in SynthSettings): model_dir, device ("auto": cuda > mps > cpu),
+dtype ("auto": float16 on CUDA), voice ("" = the model's first speaker), instruct, frontend
+("kana" | "none"), first_hop_tokens, hop_tokens, deadline_s, max_text_tokens, seed, threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from bus.errors import EngineError
+from bus.messages import EVENT_ERROR, AudioChunk, Cancel, Clause, ControlMessage, Failed, Message
+from bus.node import Node, main_for
+from nodes.errors import NothingToSay, SynthesisCancelled, UnknownVoice
+
+MAX_QUEUED_SENTENCES = 64  # sentences waiting for the engine; past this a new one is failed at once
+REMEMBER_DONE = 4096  # finished (stream, seq, attempt) keys kept to drop late duplicate clauses
+STOP_JOIN_S = 5.0
+
+Key = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    model_dir: str = "models/weights/CosyVoice2-0.5B"
+    device: str = "auto"
+    dtype: str = "auto"
+    voice: str = ""
+    instruct: str = ""
+    frontend: str = "kana"
+    first_hop_tokens: int = 15
+    hop_tokens: int = 25
+    deadline_s: float = 60.0
+    max_text_tokens: int = 80
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    @classmethod
+    def from_section(cls, section: Any) -> SynthSettings:
+        kinds = {f.name: type(f.default) for f in fields(cls)}
+        unknown = sorted(set(section) - set(kinds))
+        if unknown:
+            raise EngineError(f"[synthesize] unknown key(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+        values: dict[str, Any] = {}
+        for key, value in section.items():
+            want = kinds[key]
+            ok = isinstance(value, want) and not isinstance(value, bool)
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value, ok = float(value), True
+            if not ok:
+                raise EngineError(f"[synthesize] {key} must be {want.__name__}, got {value!r}")
+            values[key] = value
+        if values.get("frontend", "kana") not in ("kana", "none"):
+            raise EngineError('[synthesize] frontend must be "kana" or "none"')
+        return cls(**values)
+
+
+@dataclass
+class _Job:
+    """One sentence's synthesis: the text feed in, the worker's output queue out."""
+
+    key: Key
+    first: Clause
+    recv_wall_ns: int
+    recv_mono_ns: int
+    feed: Any
+    out: queue.Queue[tuple[str, Any, float]] = field(default_factory=queue.Queue)
+    indices: set[int] = field(default_factory=set)
+    text_ja: str = ""
+    text_en: str = ""
+    chunks: int = 0
+    samples: int = 0
+    first_chunk_ms: float | None = None
+    started: float | None = None
+    cancelled: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class SynthesizeNode(Node):
+    name = "synthesize"
+    inputs = ("synthesize",)
+    routes: ClassVar[dict[type[Message], str]] = {AudioChunk: "playback", Failed: "acks"}
+    poll_ms = 5  # chunks made by the worker leave within 5 ms
+
+    def setup(self) -> None:
+        self.engine: Any = None
+        self.load_error = ""
+        self.jobs: OrderedDict[Key, _Job] = OrderedDict()  # started or waiting, in order
+        self.done: deque[Key] = deque(maxlen=REMEMBER_DONE)
+        self.done_set: set[Key] = set()
+        self.work: queue.Queue[_Job | None] = queue.Queue()
+        self.kana: Any = None
+        self.worker = threading.Thread(target=self._work, name="synthesize-worker", daemon=True)
+        self.worker.start()
+        try:
+            self.settings = SynthSettings.from_section(self.config.section("synthesize"))
+            self._load_frontend()
+            self.engine = self._open_engine()
+        except EngineError as exc:
+            self.load_error = str(exc)
+            raise
+        except ValueError as exc:  # an option out of range
+            self.load_error = f"[synthesize] {exc}"
+            raise EngineError(self.load_error) from exc
+        s = self.settings
+        self.event(
+            "engine",
+            model_dir=str(self.config.path_setting("synthesize", "model_dir", s.model_dir)),
+            device=str(self.engine.model.device),
+            dtype=str(self.engine.model.dtype),
+            rate_hz=self.engine.sample_rate_hz,
+            voices=self.engine.voices(),
+        )
+        self.engine.bank.get(s.voice)  # an unknown voice: state "error" with the reason; sentences fail
+
+    def _open_engine(self) -> Any:
+        from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
+        from nodes.voices import voices_dir
+
+        s = self.settings
+        if s.threads > 0:
+            import torch
+
+            torch.set_num_threads(s.threads)
+        opts = EngineOptions(
+            device=s.device,
+            dtype=s.dtype,
+            first_hop_tokens=s.first_hop_tokens,
+            hop_tokens=s.hop_tokens,
+            deadline_s=s.deadline_s,
+            max_text_tokens=s.max_text_tokens,
+            instruct=s.instruct,
+            seed=s.seed,
+            voices_dir=voices_dir(self.config.data_dir),
+        )
+        return CosyVoiceEngine(self.config.path_setting("synthesize", "model_dir", s.model_dir), opts)
+
+    def _load_frontend(self) -> None:
+        if self.settings.frontend != "kana":
+            return
+        try:
+            from nodes.kana import KanaFrontend
+
+            self.kana = KanaFrontend()
+        except Exception as exc:  # an optional stage: any failure means text passes through
+            self.event(
+                "warning",
+                reason=f"kana frontend unavailable ({type(exc).__name__}: {exc}); "
+                "text goes to the synthesizer unchanged",
+            )
+
+    # ---- messages ---------------------------------------------------------------------------
+    def handle(self, msg: Message) -> Iterable[Message]:
+        if not isinstance(msg, Clause):
+            self.event("ignored", msg, type=msg.TYPE, reason="synthesize takes clauses only")
+            return ()
+        return self._clause(msg)
+
+    def _clause(self, msg: Clause) -> Iterator[Message]:
+        key = (msg.stream, msg.seq, msg.attempt)
+        if key in self.done_set:
+            self.event("duplicate", msg, index=msg.index, reason="sentence already finished")
+            return
+        job = self.jobs.get(key)
+        if job is None:
+            if self.engine is None:
+                self._remember(key)
+                yield self._failed(msg, f"engine not loaded: {self.load_error}")
+                return
+            if len(self.jobs) >= MAX_QUEUED_SENTENCES:
+                self._remember(key)
+                yield self._failed(msg, f"synthesize queue full ({MAX_QUEUED_SENTENCES} sentences)")
+                return
+            from nodes.cosyvoice_engine import TextFeed
+
+            job = _Job(key, msg, self._recv_wall_ns, self._recv_mono_ns, TextFeed())
+            self.jobs[key] = job
+            self.work.put(job)
+        if msg.index in job.indices:
+            self.event("duplicate", msg, index=msg.index, reason="clause already received")
+        else:
+            job.indices.add(msg.index)
+            self._feed(job, msg)
+        yield from self._emit_ready()
+
+    def _feed(self, job: _Job, msg: Clause) -> None:
+        from nodes.cosyvoice_engine import speakable, text_script
+
+        before = speakable(job.text_ja)
+        job.text_ja += msg.text
+        job.text_en = msg.text_en or job.text_en
+        if not before and speakable(job.text_ja) and text_script(job.text_ja) not in ("ja", "cjk"):
+            self.event(
+                "warning",
+                msg,
+                reason=f"text is not Japanese (script {text_script(job.text_ja)}): spoken as it is",
+                text=job.text_ja[:80],
+            )
+        text = msg.text
+        if self.kana is not None and text.strip():
+            try:
+                text = self.kana.to_kana(text)
+            except Exception as exc:  # a reading failure must not lose the clause
+                self.event(
+                    "warning",
+                    msg,
+                    reason=f"kana frontend failed ({type(exc).__name__}: {exc}); clause passed through",
+                )
+        job.feed.put(text)
+        if msg.last:
+            job.feed.close()
+
+    def on_control(self, msg: ControlMessage) -> Iterable[Message]:
+        if isinstance(msg, Cancel):
+            for job in list(self.jobs.values()):
+                if not msg.stream or job.key[0] == msg.stream:
+                    job.cancelled = True
+                    job.feed.cancel()
+        return ()
+
+    def tick(self) -> Iterable[Message]:
+        return self._emit_ready() if self.jobs else ()
+
+    # ---- the worker and what it hands back -------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self.work.get()
+            if job is None:
+                return
+            job.started = time.monotonic()
+            try:
+                if job.cancelled:
+                    raise SynthesisCancelled("cancelled before it started")
+                for chunk in self.engine.synthesize(job.feed, self.settings.voice):
+                    job.out.put(("chunk", chunk, time.monotonic()))
+                job.out.put(("done", None, time.monotonic()))
+            except EngineError as exc:
+                job.out.put(("error", exc, time.monotonic()))
+            except Exception as exc:  # a bug in the engine: report it on this sentence, keep serving
+                job.out.put(("error", exc, time.monotonic()))
+
+    def _emit_ready(self) -> Iterator[Message]:
+        """Everything the worker has made for the sentence at the front, in order."""
+        while self.jobs:
+            job = next(iter(self.jobs.values()))
+            try:
+                kind, item, t = job.out.get_nowait()
+            except queue.Empty:
+                return
+            if job.cancelled and kind == "chunk":
+                continue  # cancelled: what was made meanwhile is dropped, the error item closes it
+            self._recv_wall_ns, self._recv_mono_ns = job.recv_wall_ns, job.recv_mono_ns
+            try:
+                if kind == "chunk":
+                    yield self._audio(job, item.pcm, item.last)
+                    for k, v in item.timings.items():
+                        job.timings[k] = job.timings.get(k, 0.0) + v
+                    if item.last:
+                        self._finish(job, t)
+                elif kind == "done":  # the engine ended without a last chunk: close the sentence
+                    if job.key in self.jobs:
+                        yield self._audio(job, b"", True)
+                        self._finish(job, t)
+                else:
+                    yield from self._error(job, item)
+            finally:
+                self._recv_wall_ns = self._recv_mono_ns = 0
+
+    def _audio(self, job: _Job, pcm: Any, last: bool) -> AudioChunk:
+        data = pcm if isinstance(pcm, bytes) else pcm.astype("<f4").tobytes()
+        if job.first_chunk_ms is None and data:
+            job.first_chunk_ms = (time.monotonic_ns() - job.recv_mono_ns) / 1e6
+        chunk = AudioChunk(
+            stream=job.key[0],
+            seq=job.key[1],
+            index=job.chunks,
+            last=last,
+            rate_hz=self.engine.sample_rate_hz,
+            pcm=data,
+            text_ja=job.text_ja,
+            text_en=job.text_en,
+            attempt=job.key[2],
+            stamps=job.first.stamps,
+        )
+        job.chunks += 1
+        job.samples += len(data) // 4
+        return chunk
+
+    def _finish(self, job: _Job, t_done: float) -> None:
+        self._close(job)
+        audio_s = job.samples / self.engine.sample_rate_hz
+        wall = t_done - (job.started or t_done)
+        self.finished(
+            job.first,
+            chunks=job.chunks,
+            samples=job.samples,
+            first_chunk_ms=job.first_chunk_ms,
+            rtf=round(wall / audio_s, 4) if audio_s else None,
+            audio_s=round(audio_s, 3),
+            **{k: round(v, 1) for k, v in job.timings.items()},
+        )
+        if self.state == "error" and self.engine is not None:  # e.g. a voice added since: healthy again
+            self.state, self.state_detail = "ready", ""
+
+    def _error(self, job: _Job, exc: BaseException) -> Iterator[Message]:
+        self._close(job)
+        if isinstance(exc, SynthesisCancelled) or job.cancelled:
+            self.event("cancelled", job.first, chunks=job.chunks)
+            return
+        if isinstance(exc, NothingToSay):
+            self.event("skipped", job.first, reason=str(exc))
+            yield self._audio(job, b"", True)
+            return
+        reason = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+        self.counters["errors"] += 1
+        self.event(EVENT_ERROR, job.first, error=reason, fatal=False, error_type=type(exc).__name__)
+        if isinstance(exc, UnknownVoice):
+            self.state, self.state_detail = "error", reason
+        yield self._failed(job.first, reason)
+
+    def _failed(self, msg: Clause, reason: str) -> Failed:
+        return Failed(
+            stream=msg.stream,
+            seq=msg.seq,
+            stage=self.name,
+            reason=reason,
+            text_en=msg.text_en,
+            attempt=msg.attempt,
+            stamps=msg.stamps,
+        )
+
+    def _close(self, job: _Job) -> None:
+        self.jobs.pop(job.key, None)
+        self._remember(job.key)
+
+    def _remember(self, key: Key) -> None:
+        if len(self.done) == self.done.maxlen:
+            self.done_set.discard(self.done[0])
+        self.done.append(key)
+        self.done_set.add(key)
+
+    def close(self) -> None:
+        for job in getattr(self, "jobs", {}).values():
+            job.cancelled = True
+            job.feed.cancel()
+        if hasattr(self, "worker"):
+            self.work.put(None)
+            self.worker.join(timeout=STOP_JOIN_S)
+        if getattr(self, "engine", None) is not None:
+            self.engine.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(SynthesizeNode, argv)
