@@ -148,6 +148,7 @@ class LlamaTranslator:
     def __init__(self, settings: LlamaSettings) -> None:
         self.settings = settings
         self.last_stats = TranslationStats()
+        self.last_messages: list[dict[str, str]] = []  # the chat of the last prompt (for inspection)
         self.evaluated_total = 0  # every token llama.cpp evaluated (prompt and decode), all calls
         check_model_files(settings.model)
         quiet_llama_logs()
@@ -237,6 +238,7 @@ class LlamaTranslator:
         for en, ja in pairs:
             messages += [{"role": "user", "content": en}, {"role": "assistant", "content": ja}]
         messages.append({"role": "user", "content": user})
+        self.last_messages = messages
         return self._tokens(messages, True)
 
     def _tokens(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
