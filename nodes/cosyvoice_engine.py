@@ -79,6 +79,11 @@ class TextFeed:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def __iter__(self) -> Iterator[str]:
+        """Plain iteration (no deadline of its own); the engine uses `get` with its deadline."""
+        while (piece := self.get(float(1 << 30))) is not None:
+            yield piece
+
     def get(self, timeout_s: float) -> str | None:
         """The next piece, None at the end; SynthesisTimeout if none comes in time."""
         try:

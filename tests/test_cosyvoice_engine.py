@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +26,9 @@ from nodes.errors import NothingToSay, SynthesisCancelled, SynthesisTimeout, Unk
 pytestmark = pytest.mark.timeout(120)
 SPM = 480  # samples per mel frame
 HELD = 8  # mel frames kept for the cross-fade
-FAST = {"max_token_text_ratio": 4.0}  # the random LM never says eos: keep its utterances short
+FAST: dict[str, Any] = {
+    "max_token_text_ratio": 4.0
+}  # the random LM never says eos: keep its utterances short
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def engine(tiny_models: tuple[Path, Path]) -> CosyVoiceEngine:
     import torch
 
     torch.set_num_threads(2)
-    return CosyVoiceEngine(tiny_models[1], EngineOptions(**FAST))  # type: ignore[arg-type]
+    return CosyVoiceEngine(tiny_models[1], EngineOptions(**FAST))
 
 
 def run(engine: CosyVoiceEngine, pieces, voice: str = "", **opts) -> list[SpeechChunk]:

@@ -1,0 +1,202 @@
+"""The synthesize node as a real process (`python -m bus.cli node synthesize`) on the tiny model:
+Clause frames pushed into its PULL, AudioChunk frames pulled from a PULL bound at playback's
+endpoint, acks from a PULL at the acks endpoint, tap events from a SUB bound at tap_in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+
+from bus.messages import AudioChunk, Cancel, Clause, Failed, Message, TapEvent, decode, encode
+from tests.conftest import BusEnv
+
+pytestmark = pytest.mark.timeout(180)
+READY_S = 90.0
+
+
+class Harness:
+    """The test's side of the node's sockets."""
+
+    def __init__(self, env: BusEnv) -> None:
+        self.env = env
+        ep = env.config.endpoints
+        self.ctx = zmq.Context()
+        self.tap = self.ctx.socket(zmq.SUB)
+        self.tap.setsockopt(zmq.SUBSCRIBE, b"")
+        self.tap.bind(ep.bind["tap_in"])
+        self.audio = ep.bind_socket(self.ctx, "playback")
+        self.acks = ep.bind_socket(self.ctx, "acks")
+        self.control = ep.bind_socket(self.ctx, "control")
+        self.push = ep.connect_socket(self.ctx, "synthesize")
+        self.events: list[TapEvent] = []
+
+    def close(self) -> None:
+        for s in (self.tap, self.audio, self.acks, self.control, self.push):
+            s.close(0)
+        self.ctx.term()
+
+    def poll_events(self) -> None:
+        while self.tap.poll(0):
+            ev = decode(self.tap.recv_multipart())
+            assert isinstance(ev, TapEvent)
+            self.events.append(ev)
+
+    def wait_state(self, states: tuple[str, ...], timeout: float = READY_S) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.tap.poll(100):
+                ev = decode(self.tap.recv_multipart())
+                assert isinstance(ev, TapEvent)
+                self.events.append(ev)
+                if ev.kind == "heartbeat" and ev.detail.get("state") in states:
+                    return str(ev.detail["state"])
+        raise AssertionError(f"node never reached {states}; log:\n{self.env.log('node-synthesize')[-3000:]}")
+
+    def send(self, msg: Message) -> None:
+        self.push.send_multipart(encode(msg))
+
+    def clause(self, stream: str, seq: int, index: int, text: str, last: bool, **kw: Any) -> None:
+        self.send(Clause(stream=stream, seq=seq, index=index, text=text, last=last, text_en="en", **kw))
+
+    def sentence_audio(self, stream: str, seq: int, timeout: float = 60) -> list[AudioChunk]:
+        got: list[AudioChunk] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.audio.poll(100):
+                msg = decode(self.audio.recv_multipart())
+                assert isinstance(msg, AudioChunk)
+                if (msg.stream, msg.seq) == (stream, seq):
+                    got.append(msg)
+                    if msg.last:
+                        return got
+        raise AssertionError(f"no last chunk for {stream}/{seq}; got {len(got)}")
+
+    def ack(self, timeout: float = 30) -> Message:
+        assert self.acks.poll(int(timeout * 1000)), "no ack"
+        return decode(self.acks.recv_multipart())
+
+    def event(self, kind: str, stream: str = "", timeout: float = 10) -> TapEvent:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll_events()
+            for ev in self.events:
+                if ev.kind == kind and (not stream or ev.stream == stream):
+                    return ev
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {kind} event; saw {[e.kind for e in self.events][-20:]}")
+            time.sleep(0.05)
+
+
+def start(root: Path, cosy: Path, **settings: Any) -> tuple[BusEnv, Harness]:
+    env = BusEnv(root)
+    env.set_sections(synthesize={"model_dir": str(cosy), "frontend": "none", "threads": 1, **settings})
+    harness = Harness(env)
+    env.start("node", "synthesize")
+    return env, harness
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, tiny_models: tuple[Path, Path]) -> Iterator[Harness]:
+    env, h = start(tmp_path_factory.mktemp("synth-node"), tiny_models[1], first_hop_tokens=5)
+    try:
+        assert h.wait_state(("ready", "error")) == "ready", env.log("node-synthesize")[-3000:]
+        yield h
+    finally:
+        env.stop_all()
+        h.close()
+
+
+def test_clauses_of_a_sentence_come_out_as_ordered_chunks_of_one_utterance(node: Harness) -> None:
+    node.clause("s1", 0, 0, "テストを実行します、", last=False)
+    node.clause("s1", 0, 1, "ファイルを保存しました。", last=True)
+    chunks = node.sentence_audio("s1", 0)
+    assert [c.index for c in chunks] == list(range(len(chunks))) and len(chunks) >= 2
+    assert [c.last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    audio = np.concatenate([np.frombuffer(c.pcm, dtype="<f4") for c in chunks])
+    assert all(c.rate_hz == 24000 and c.sample_format == "f32le" and c.samples > 0 for c in chunks)
+    assert np.all(np.isfinite(audio)) and float(np.sqrt(np.mean(audio**2))) > 1e-3
+    assert chunks[0].text_ja.startswith("テストを実行します、")
+    assert chunks[-1].text_ja == "テストを実行します、ファイルを保存しました。"
+    assert chunks[0].stamps[-1].stage == "synthesize"
+    done = node.event("finished", "s1")
+    assert done.detail["chunks"] == len(chunks) and done.detail["samples"] == audio.size
+    assert done.detail["first_chunk_ms"] > 0 and done.detail["rtf"] > 0
+
+
+def test_first_chunk_leaves_before_the_last_clause_arrives(node: Harness) -> None:
+    node.clause("s2", 0, 0, "テストを実行します、", last=False)
+    assert node.audio.poll(30_000), "no audio from the first clause alone"
+    first = decode(node.audio.recv_multipart())
+    assert isinstance(first, AudioChunk) and first.index == 0 and not first.last
+    node.clause("s2", 0, 1, "終わり。", last=True)
+    rest = node.sentence_audio("s2", 0)
+    assert rest[0].index == 1 and rest[-1].last
+
+
+def test_nothing_speakable_gives_one_empty_last_chunk(node: Harness) -> None:
+    node.clause("s3", 0, 0, "……", last=True)
+    chunks = node.sentence_audio("s3", 0)
+    assert len(chunks) == 1 and chunks[0].last and chunks[0].pcm == b""
+    assert "nothing speakable" in node.event("skipped", "s3").detail["reason"]
+
+
+def test_duplicate_clauses_and_bad_frames_are_dropped_node_goes_on(node: Harness) -> None:
+    node.push.send_multipart([b"\xc1 not msgpack"])
+    node.clause("s4", 0, 0, "はい。", last=True)
+    node.clause("s4", 0, 0, "はい。", last=True)  # the same clause again
+    chunks = node.sentence_audio("s4", 0)
+    assert chunks[-1].last
+    node.event("duplicate", "s4")
+    node.clause("s4", 0, 0, "はい。", last=True)  # after the sentence finished: dropped too
+    node.clause("s4", 1, 0, "次です。", last=True)
+    assert node.sentence_audio("s4", 1)[-1].last
+    assert node.event("dropped").detail["reason"]
+
+
+def test_cancel_stops_a_sentence_and_the_next_one_is_spoken(node: Harness) -> None:
+    node.clause("s5", 0, 0, "テストを実行します、", last=False)  # never closed
+    assert node.audio.poll(30_000)
+    node.control.send_multipart(encode(Cancel(stream="s5", reason="test")))
+    node.event("cancelled", "s5", timeout=15)
+    node.clause("s6", 0, 0, "次です。", last=True)
+    assert node.sentence_audio("s6", 0)[-1].last
+
+
+def test_unknown_voice_fails_each_sentence_and_the_node_stays_up(
+    tmp_path: Path, tiny_models: tuple[Path, Path]
+) -> None:
+    env, h = start(tmp_path, tiny_models[1], voice="nobody")
+    try:
+        assert h.wait_state(("ready", "error")) == "error"
+        setup_error = h.event("error")
+        assert "unknown voice 'nobody'" in setup_error.detail["error"]
+        for seq in (0, 1):
+            h.clause("v", seq, 0, "こんにちは。", last=True)
+            ack = h.ack()
+            assert isinstance(ack, Failed) and ack.stage == "synthesize" and ack.seq == seq
+            assert "unknown voice 'nobody'" in ack.reason
+        assert env.procs[0].poll() is None
+    finally:
+        env.stop_all()
+        h.close()
+
+
+def test_missing_model_fails_every_sentence_with_the_reason(tmp_path: Path) -> None:
+    env, h = start(tmp_path, tmp_path / "no-such-model")
+    try:
+        assert h.wait_state(("ready", "error")) == "error"
+        h.clause("m", 0, 0, "こんにちは。", last=False)
+        h.clause("m", 0, 1, "世界。", last=True)
+        ack = h.ack()
+        assert isinstance(ack, Failed) and "not found" in ack.reason
+        assert not h.acks.poll(500)  # one Failed per sentence, not per clause
+        assert env.procs[0].poll() is None
+    finally:
+        env.stop_all()
+        h.close()
