@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tap-proxy": ("bus.tap:cli_proxy", "run the tap's XSUB/XPUB proxy (supervisord runs this)"),
     "node": ("bus.cli:cli_node", "run one node in the foreground: node NAME (supervisord runs these)"),
     "models": ("models.cli:cli_models", "models tiny DIR | list | fetch"),
+    "voices": ("nodes.voices:cli_voices", "list synthesis voices; voices add NAME WAV TEXT clones one"),
     "kana": ("nodes.kana:cli_kana", "print the kana the synthesizer receives for TEXT"),
 }
 
