@@ -122,14 +122,16 @@ def classify(line: str, complete: bool) -> tuple[Kind, int] | None:
             return (Kind.PARA, indent)  # ```inline``` code on one line, not a fence
         return (Kind.FENCE, indent)
     if c == "#":
-        if _HEADING.match(s):
-            return (Kind.HEADING, indent)
-        return None if (not complete and len(s) <= 6 and s == "#" * len(s)) else (Kind.PARA, indent)
+        if not complete and len(s) <= 6 and s == "#" * len(s):
+            return None  # "#" alone: a heading only if a space or the line end follows
+        return (Kind.HEADING, indent) if _HEADING.match(s) else (Kind.PARA, indent)
     if c == "|":
         return (Kind.TABLE, indent)
     if c == ">":
         return (Kind.QUOTE, indent)
     if c in "-*_+":
+        if not complete and len(s) == 1:
+            return None  # a bullet only if a space follows
         if c != "+" and _HR_PREFIX.fullmatch(s):
             if not complete:
                 return None
@@ -139,10 +141,10 @@ def classify(line: str, complete: bool) -> tuple[Kind, int] | None:
             return (Kind.LIST, indent + m.end())
         return (Kind.PARA, indent)
     if c.isdigit():
+        if not complete and _ORDERED_PREFIX.fullmatch(s):
+            return None  # "1." alone: a list marker only if a space or the line end follows
         if m := _ORDERED.match(s):
             return (Kind.LIST, indent + m.end())
-        if not complete and _ORDERED_PREFIX.fullmatch(s):
-            return None
     return (Kind.PARA, indent)
 
 

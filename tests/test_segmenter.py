@@ -180,7 +180,7 @@ def test_poll_never_fires_when_disabled() -> None:
 
 
 CORPUS = [p.read_text(encoding="utf-8") for p in sorted(DATA.glob("*.md"))]
-TRICKY = "ab .!?…。！？「」()\"'`*_-|#>~\n0123456789 e.g. etc. v2.3.1 setup.py 日本 ```\n"
+TRICKY = "ab .!?…。！？「」()\"'`*_-+|#>~\t\r\n0123456789 e.g. etc. v2.3.1 setup.py 日本 ```\n"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
