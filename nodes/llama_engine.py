@@ -150,6 +150,7 @@ class LlamaTranslator:
         self.last_stats = TranslationStats()
         self.last_messages: list[dict[str, str]] = []  # the chat of the last prompt (for inspection)
         self.evaluated_total = 0  # every token llama.cpp evaluated (prompt and decode), all calls
+        self.reuse_prefix = settings.reuse_prefix  # may be switched off later (bench: cold prefill)
         check_model_files(settings.model)
         quiet_llama_logs()
         n_gpu = settings.n_gpu_layers
@@ -181,19 +182,34 @@ class LlamaTranslator:
     def translate(
         self, text: str, context: Sequence[tuple[str, str]] = (), *, strict: bool = False
     ) -> Iterator[str]:
+        tokens, n_pairs = self.prompt_tokens(text, context, strict=strict)
+        stats = self.last_stats = TranslationStats(prompt_tokens=len(tokens), context_pairs=n_pairs)
+        return self._decode(tokens, stats)
+
+    def prompt_tokens(
+        self, text: str, context: Sequence[tuple[str, str]] = (), *, strict: bool = False
+    ) -> tuple[list[int], int]:
+        """The prompt of `text`, fitted to n_ctx by dropping the oldest context pairs first (room
+        for max_tokens kept), and how many pairs it holds."""
         s = self.settings
         pairs = [] if strict else list(context)
         user = STRICT_PREFIX + text if strict else text
         tokens = self._prompt(pairs, user)
         while len(tokens) + s.max_tokens > s.n_ctx and pairs:
-            pairs.pop(0)  # the oldest context goes first
+            pairs.pop(0)
             tokens = self._prompt(pairs, user)
         if len(tokens) + s.max_tokens > s.n_ctx:
             raise ContextOverflow(
                 f"sentence needs {len(tokens)} prompt tokens + {s.max_tokens} to answer, over n_ctx {s.n_ctx}"
             )
-        stats = self.last_stats = TranslationStats(prompt_tokens=len(tokens), context_pairs=len(pairs))
-        return self._decode(tokens, stats)
+        return tokens, len(pairs)
+
+    @property
+    def llm(self) -> llama_cpp.Llama:
+        """The loaded Llama (for measuring it: bench/translate.py)."""
+        if self._llm is None:
+            raise InferenceError("the translation engine is closed")
+        return self._llm
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
@@ -205,7 +221,7 @@ class LlamaTranslator:
         llm = self._llm
         if llm is None:
             raise InferenceError("the translation engine is closed")
-        if not self.settings.reuse_prefix:
+        if not self.reuse_prefix:
             llm.reset()
         import llama_cpp
 
