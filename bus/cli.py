@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tap-proxy": ("bus.tap:cli_proxy", "run the tap's XSUB/XPUB proxy (supervisord runs this)"),
     "node": ("bus.cli:cli_node", "run one node in the foreground: node NAME (supervisord runs these)"),
     "models": ("models.cli:cli_models", "models tiny DIR | list | fetch"),
+    "stop": ("nodes.playback_cli:cli_stop", "stop speaking now and drop what is queued (every stage)"),
+    "pause": ("nodes.playback_cli:cli_pause", "pause playback where it is"),
+    "resume": ("nodes.playback_cli:cli_resume", "resume playback after pause"),
+    "volume": ("nodes.playback_cli:cli_volume", "set playback volume: volume PERCENT (100 = as synthesized)"),
+    "devices": ("nodes.playback_cli:cli_devices", "list audio output devices ([playback] device picks one)"),
     "voices": ("nodes.voices:cli_voices", "list synthesis voices; voices add NAME WAV TEXT clones one"),
     "kana": ("nodes.kana:cli_kana", "print the kana the synthesizer receives for TEXT"),
 }

@@ -295,6 +295,41 @@ class Flush(ControlMessage):
     stamps: Stamps = ()
 
 
+@register
+@dataclass(frozen=True, slots=True)
+class Pause(ControlMessage):
+    """Hold playback where it is (the sentence in hand and the queue are kept) until Resume."""
+
+    TYPE: ClassVar[str] = "pause"
+    stamps: Stamps = ()
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Resume(ControlMessage):
+    """Go on playing from where Pause held it."""
+
+    TYPE: ClassVar[str] = "resume"
+    stamps: Stamps = ()
+
+
+MAX_VOLUME = 2.0
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Volume(ControlMessage):
+    """Set playback's output gain: 0.0 silent, 1.0 as synthesized, at most MAX_VOLUME."""
+
+    TYPE: ClassVar[str] = "volume"
+    level: float
+    stamps: Stamps = ()
+
+    def validate(self) -> None:
+        if not 0.0 <= self.level <= MAX_VOLUME:  # also refuses NaN
+            raise BadMessage(f"volume: level {self.level} is not within 0..{MAX_VOLUME}")
+
+
 # Tap event kinds. Nodes publish these; `stream-tts tap` prints them as JSON lines.
 EVENT_READY = "ready"  # engine loaded, node serving
 EVENT_HEARTBEAT = "heartbeat"  # every HEARTBEAT_S: state and counters

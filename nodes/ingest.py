@@ -24,15 +24,15 @@ from bus.messages import (
     TextIn,
 )
 from bus.node import Node, main_for
-from nodes.segmenter import Segmenter
-from nodes.speakable import to_speakable
+from nodes.speakable import SentenceStream
 
 PRUNE_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
 class IngestSettings:
-    idle_flush_s: float = 2.0  # a sentence with no end is sent after this much silence
+    """Journal and re-send knobs; the text-shaping keys of [ingest] are SentenceStream's."""
+
     deadline_base_s: float = 60.0  # time a sentence may take end to end before it is re-sent
     deadline_per_char_s: float = 0.5
     max_attempts: int = 3  # sends per sentence before it is reported failed
@@ -40,20 +40,21 @@ class IngestSettings:
     @classmethod
     def from_section(cls, section: dict[str, object]) -> IngestSettings:
         known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
-        return cls(**known)  # type: ignore[arg-type]
+        return cls(**known)
 
 
 class IngestNode(Node):
     name = "ingest"
     inputs = ("text", "acks")
-    routes: ClassVar[dict[type[Message], str]] = {Sentence: "translate", Cancel: "control", Flush: "control"}
+    routes: ClassVar[dict[type[Message], str]] = {Sentence: "translate", ControlMessage: "control"}
     listens_control = False  # ingest is the control channel's publisher
 
     def setup(self) -> None:
         self.settings = IngestSettings.from_section(dict(self.config.section("ingest")))
         self.journal = Journal(self.config.data_dir / "journal.sqlite3")
-        self.segmenters: dict[str, Segmenter] = {}
-        self.last_fed: dict[str, float] = {}
+        self.section = dict(self.config.section("ingest"))
+        SentenceStream.from_section(self.section)  # a bad [ingest] key fails here, at start
+        self.streams: dict[str, SentenceStream] = {}
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         self.event("journal", None, **self.journal.counts())
 
@@ -68,22 +69,25 @@ class IngestNode(Node):
 
     def on_control(self, msg: ControlMessage) -> Iterable[Message]:
         if isinstance(msg, Cancel):
-            streams = [msg.stream] if msg.stream else list(self.segmenters)
+            streams = [msg.stream] if msg.stream else list(self.streams)
             for stream in streams:
-                self.segmenters.pop(stream, None)
+                self.streams.pop(stream, None)
                 for entry in self.journal.open_entries(stream or None):
                     self.journal.finish(entry.stream, entry.seq, CANCELLED, msg.reason or "cancelled")
             if not msg.stream:
                 for entry in self.journal.open_entries():
                     self.journal.finish(entry.stream, entry.seq, CANCELLED, msg.reason or "cancelled")
         elif isinstance(msg, Flush):
-            yield from self._flush([msg.stream] if msg.stream else list(self.segmenters))
+            for stream in [msg.stream] if msg.stream else list(self.streams):
+                for text in self.streams[stream].flush() if stream in self.streams else []:
+                    yield self._sentence(stream, text)
         yield msg  # on to every stage
 
     def tick(self) -> Iterator[Message]:
         now = time.monotonic()
-        idle = [s for s, t in self.last_fed.items() if now - t >= self.settings.idle_flush_s]
-        yield from self._flush(idle)
+        for stream, sentences in list(self.streams.items()):
+            for text in sentences.poll(now):  # a sentence that stopped growing (idle_flush_s)
+                yield self._sentence(stream, text)
         for entry in self.journal.due(time.time_ns()):
             if entry.attempt + 1 >= self.settings.max_attempts:
                 self.journal.finish(entry.stream, entry.seq, FAILED, "no ack before the deadline")
@@ -108,32 +112,20 @@ class IngestNode(Node):
 
     # ----------------------------------------------------------------------------------------
     def _text(self, msg: TextIn) -> Iterator[Message]:
-        seg = self.segmenters.setdefault(msg.stream, Segmenter())
-        sentences = seg.feed(msg.text)
+        stream = self.streams.get(msg.stream)
+        if stream is None:
+            stream = self.streams[msg.stream] = SentenceStream.from_section(self.section)
+        sentences = stream.feed(msg.text)
         if msg.final:
-            sentences += seg.flush()
-            self.last_fed.pop(msg.stream, None)
-        else:
-            self.last_fed[msg.stream] = time.monotonic()
+            sentences += stream.flush()
         for text in sentences:
-            yield from self._sentence(msg.stream, text)
+            yield self._sentence(msg.stream, text)
 
-    def _flush(self, streams: list[str]) -> Iterator[Message]:
-        for stream in streams:
-            self.last_fed.pop(stream, None)
-            seg = self.segmenters.get(stream)
-            for text in seg.flush() if seg else []:
-                yield from self._sentence(stream, text)
-
-    def _sentence(self, stream: str, raw: str) -> Iterator[Sentence]:
-        text = to_speakable(raw)
-        if not text:
-            self.event("skipped", None, stream=stream, reason="nothing speakable", raw=raw[:200])
-            return
+    def _sentence(self, stream: str, text: str) -> Sentence:
         entry = self.journal.add(stream, text, self._deadline(text))  # journaled before it is sent
         sentence = Sentence(stream=stream, seq=entry.seq, text=text)
         self.finished(sentence, text=text)
-        yield sentence
+        return sentence
 
     def _deadline(self, text: str) -> int:
         s = self.settings

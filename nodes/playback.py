@@ -1,50 +1,126 @@
-"""Playback: audio chunks in, sound (or WAV files) out, a played/failed ack back to ingest.
+"""Playback: audio chunks in, sound out (or WAV files), a played/failed ack back to ingest.
 
-Chunks are gathered per sentence (stream, seq) and put in index order; a sentence is played at
-most once (a re-sent attempt of a sentence already played is dropped). Every played sentence
-appends one JSON line to <data_dir>/played.jsonl: the record users and tests read.
+Chunks are gathered per sentence (stream, seq, attempt) and handed to the player (nodes/player.py)
+in chunk order as they come; the player decides what the device hears. The device stream opens
+with the first chunk, is fed silence between sentences, and closes after `idle_close_s` of nothing.
+A sentence is acked when the player reports that its last sample leaves the device (DAC time from
+the stream's callback), not when it was queued. With no usable device the node says so once and
+writes one WAV per sentence instead; a device that dies mid-run is rescanned and reopened, or else
+the node falls back to WAVs; either way every sentence it holds (the one in hand too) is kept.
+Every played sentence appends one JSON line to <data_dir>/played.jsonl; a sentence is played at most
+once (a re-sent attempt of a sentence already played is dropped).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from bus.messages import AudioChunk, Cancel, ControlMessage, Failed, Message, Played, Stamp
+from bus.messages import (
+    AudioChunk,
+    Cancel,
+    ControlMessage,
+    Failed,
+    Flush,
+    Message,
+    Pause,
+    Played,
+    Resume,
+    Stamp,
+    Volume,
+)
 from bus.node import Node, main_for
+from nodes.audio_out import AudioDeviceError, AudioOutput, OpenInfo, SoundDeviceOutput, rescan
+from nodes.playback_config import PlaybackSettings, Resampler, mono_f32
+from nodes.player import Done, Key, Player, PlayerSettings, Started, Starved
 from nodes.wav_sink import WavSink
 
 PLAYED_LOG = "played.jsonl"
-MAX_PENDING_SENTENCES = 256  # sentences being gathered at once; the oldest is failed past this
+MAX_PENDING_SENTENCES = 256  # sentences held at once; the oldest is failed past this
+RESCAN_TIMEOUT_S = 3.0  # PortAudio re-initialisation after a device loss; past this: WAV fallback
+
+log = logging.getLogger("stream_tts")
 
 
 @dataclass
-class _Gathering:
+class _Held:
+    """A sentence playback holds until it is acked: its chunks, and how far they reached the player."""
+
     first: AudioChunk
+    arrived_wall_ns: int
+    arrived_mono_ns: int
     chunks: dict[int, AudioChunk] = field(default_factory=dict)
+    arrivals: dict[int, int] = field(default_factory=dict)
     last_index: int | None = None
+    fed: int = 0
+    resampler: Resampler | None = None
+    touched: float = 0.0
+
+    @property
+    def key(self) -> Key:
+        return (self.first.stream, self.first.seq, self.first.attempt)
 
     def complete(self) -> bool:
         return self.last_index is not None and len(self.chunks) == self.last_index + 1
+
+    def pcm(self) -> np.ndarray:
+        return np.concatenate([mono_f32(self.chunks[i]) for i in range(len(self.chunks))] or [np.zeros(0)])
+
+    def text_ja(self) -> str:
+        return "".join(dict.fromkeys(c.text_ja for _, c in sorted(self.chunks.items()) if c.text_ja))
+
+    def samples(self) -> int:
+        return sum(c.samples for c in self.chunks.values())
 
 
 class PlaybackNode(Node):
     name = "playback"
     inputs = ("playback",)
     routes: ClassVar[dict[type[Message], str]] = {Played: "acks", Failed: "acks"}
+    poll_ms = 10  # acks are due when a sentence's last sample leaves the device: look often
 
     def setup(self) -> None:
+        self.s = PlaybackSettings.from_section(self.config.section("playback"))
         self.sink = WavSink(self.config.data_dir / "wav")
         self.played_log = self.config.data_dir / PLAYED_LOG
         self.played_log.parent.mkdir(parents=True, exist_ok=True)
-        self.pending: dict[tuple[str, int, int], _Gathering] = {}
         self.played: set[tuple[str, int]] = _already_played(self.played_log)
-        self.event("sink", sink="wav", folder=str(self.sink.folder))
+        self.held: dict[Key, _Held] = {}
+        self.acks_due: list[Done] = []
+        self.max_seq: dict[str, int] = {}
+        self.cut_seq: dict[str, int] = {}  # stream -> highest seq a cancel dropped (chunks with no stamps)
+        self.cut_ns: dict[str, int] = {}  # stream ("" = all) -> when ingest took the cancel
+        self.paused = False
+        self.volume = self.s.volume
+        self.player: Player | None = None
+        self.info: OpenInfo | None = None
+        self._idle_since: float | None = None
+        self._underflows_seen = 0
+        self._recovering = False
+        self.counters.update(underruns=0, device_underflows=0, played=0)
+        self.mode = "wav"
+        self.output: AudioOutput = SoundDeviceOutput(
+            self.s.device, self.s.latency, self.s.block_ms, self.s.rate_hz
+        )
+        if self.s.sink == "wav":
+            self.event("sink", sink="wav", folder=str(self.sink.folder), reason="configured")
+            return
+        try:
+            device = self.output.probe()
+        except AudioDeviceError as exc:
+            self._go_wav(str(exc))
+            return
+        self.mode = "device"
+        self.event("sink", sink="device", device=device)
+        log.info("I playback: playing through %r", device)
 
     def handle(self, msg: Message) -> Iterable[Message]:
         if not isinstance(msg, AudioChunk):
@@ -54,94 +130,345 @@ class PlaybackNode(Node):
 
     def on_control(self, msg: ControlMessage) -> Iterable[Message]:
         if isinstance(msg, Cancel):
-            for key in [k for k in self.pending if not msg.stream or k[0] == msg.stream]:
-                del self.pending[key]
+            self._cancel(msg)
+        elif isinstance(msg, Flush) and self.player is not None:
+            self.player.flush(msg.stream)
+        elif isinstance(msg, Pause | Resume):
+            self.paused = isinstance(msg, Pause)
+            if self.player is not None:
+                (self.player.pause if self.paused else self.player.resume)()
+            self.event("paused" if self.paused else "resumed")
+            if not self.paused and self.mode == "wav":
+                return list(self._write_complete())
+        elif isinstance(msg, Volume):
+            self.volume = msg.level
+            if self.player is not None:
+                self.player.set_volume(msg.level)
+            self.event("volume", level=msg.level)
         return ()
 
+    def tick(self) -> Iterator[Message]:
+        now = time.monotonic()
+        for h in [
+            h for h in self.held.values() if not h.complete() and now - h.touched > self.s.stall_timeout_s
+        ]:
+            yield self._fail(h, f"no chunk for {self.s.stall_timeout_s:g} s: the sentence never completed")
+        if self.mode != "device" or self.player is None:
+            return
+        for ev in self.player.events():
+            if isinstance(ev, Started):
+                self.event("started", None, **_ids(ev.key), first_sample_wall_ns=ev.first_dac_ns)
+            elif isinstance(ev, Done):
+                self.acks_due.append(ev)
+            elif isinstance(ev, Starved):
+                self.counters["underruns"] += 1
+                self.event("underrun", None, **_ids(ev.key), cause="starved", at_sample=ev.at_sample)
+        flows = self.output.underflows()
+        if flows > self._underflows_seen:
+            self.counters["device_underflows"] += flows - self._underflows_seen
+            self.event("underrun", cause="device", count=flows - self._underflows_seen, total=flows)
+            self._underflows_seen = flows
+        failure = self.output.failure() or self._watchdog()
+        if failure:
+            yield from self._device_lost(failure)
+            return
+        now_ns = time.time_ns()
+        for done in [d for d in self.acks_due if d.last_dac_ns <= now_ns]:
+            self.acks_due.remove(done)
+            yield from self._played(done)
+        if self.player.busy() or self.acks_due or self.held:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= self.s.idle_close_s:
+            self._close_stream("idle")
+
+    def close(self) -> None:
+        if getattr(self, "player", None) is not None:
+            self._close_stream("shutdown")
+
+    # ---- chunks in ------------------------------------------------------------------------------
     def _chunk(self, chunk: AudioChunk) -> Iterator[Message]:
         if (chunk.stream, chunk.seq) in self.played:
             self.event("duplicate", chunk, reason="sentence already played")
             return
-        key = (chunk.stream, chunk.seq, chunk.attempt)
-        gathering = self.pending.setdefault(key, _Gathering(first=chunk))
-        gathering.chunks[chunk.index] = chunk
-        if chunk.last:
-            gathering.last_index = chunk.index
-        if len(self.pending) > MAX_PENDING_SENTENCES:
-            old_key = next(iter(self.pending))
-            old = self.pending.pop(old_key)
-            yield self._failed(old.first, "too many sentences waiting for their chunks")
-        if gathering.complete():
-            del self.pending[key]
-            yield from self._play(gathering)
-
-    def _play(self, g: _Gathering) -> Iterator[Message]:
-        ordered = [g.chunks[i] for i in range(len(g.chunks))]
-        last = ordered[-1]
-        rates = {c.rate_hz for c in ordered}
-        if len(rates) != 1 or any(c.sample_format != "f32le" or c.channels != 1 for c in ordered):
-            yield self._failed(last, f"mixed or unsupported formats in one sentence: {sorted(rates)}")
+        if self._was_cancelled(chunk):
+            self.event("dropped", chunk, reason="cancelled before it arrived")
             return
-        pcm = np.concatenate([np.frombuffer(c.pcm, dtype="<f4") for c in ordered])
+        self.max_seq[chunk.stream] = max(chunk.seq, self.max_seq.get(chunk.stream, -1))
+        key = (chunk.stream, chunk.seq, chunk.attempt)
+        h = self.held.get(key)
+        if h is None:
+            h = self.held[key] = _Held(chunk, time.time_ns(), time.monotonic_ns())
+        elif chunk.index in h.chunks:
+            self.event("duplicate", chunk, reason=f"chunk {chunk.index} came twice")
+            return
+        first = h.first
+        if (chunk.rate_hz, chunk.sample_format, chunk.channels) != (
+            first.rate_hz,
+            first.sample_format,
+            first.channels,
+        ):
+            got = f"{chunk.rate_hz} Hz {chunk.sample_format} x{chunk.channels}"
+            had = f"{first.rate_hz} Hz {first.sample_format} x{first.channels}"
+            yield self._fail(
+                h, f"mixed formats in one sentence: chunk {chunk.index} is {got}, the first was {had}"
+            )
+            return
+        h.chunks[chunk.index] = chunk
+        h.arrivals[chunk.index] = time.time_ns()
+        h.touched = time.monotonic()
+        if chunk.last:
+            h.last_index = chunk.index
+        if len(self.held) > MAX_PENDING_SENTENCES:
+            yield self._fail(next(iter(self.held.values())), "too many sentences waiting for their chunks")
+        if self.mode == "device":
+            yield from self._feed(h)
+        elif h.complete() and not self.paused:
+            yield from self._write(h)
+
+    def _feed(self, h: _Held) -> Iterator[Message]:
+        """Hand the player every chunk of `h` that is next in order (opening the stream if needed)."""
+        if self.player is None:
+            try:
+                self._open(h.first.rate_hz)
+            except AudioDeviceError as exc:
+                if self._recovering:  # the device came back from a rescan but still will not open
+                    yield from self._fallback(str(exc))
+                else:
+                    yield from self._device_lost(str(exc))
+                return
+        assert self.player is not None and self.info is not None
+        while h.fed in h.chunks:
+            chunk = h.chunks[h.fed]
+            pcm = mono_f32(chunk)
+            if chunk.rate_hz != self.info.rate_hz:
+                h.resampler = h.resampler or Resampler(chunk.rate_hz, self.info.rate_hz)
+                pcm = h.resampler(pcm, last=chunk.last)
+            self.player.add(h.key, pcm, chunk.index, chunk.last, h.arrivals[chunk.index])
+            h.fed += 1
+
+    # ---- the device -------------------------------------------------------------------------------
+    def _open(self, rate_hz: int) -> None:
+        self.player = None
+        info = self.output.open(rate_hz, self._render)
+        s = self.s
+        self.player = Player(
+            PlayerSettings(
+                rate_hz=info.rate_hz,
+                jitter_ms=s.jitter_ms,
+                fade_ms=s.fade_ms,
+                preroll_ms=max(s.preroll_ms, 2000 * info.latency_s),  # the device buffer sees silence first
+                policy=s.policy,
+                turn_hold_s=s.turn_hold_s,
+                gap_wait_s=s.gap_wait_s,
+                cue=s.cue == "tone",
+            ),
+            volume=self.volume,
+            paused=self.paused,
+        )
+        self.info = info
+        self._idle_since = None
+        self.event(
+            "stream_open",
+            device=info.device,
+            rate_hz=info.rate_hz,
+            channels=info.channels,
+            latency_s=info.latency_s,
+            blocksize=info.blocksize,
+            resampled_from=rate_hz if rate_hz != info.rate_hz else 0,
+        )
+        log.info(
+            "I playback: stream open on %r at %d Hz, output latency %.1f ms",
+            info.device,
+            info.rate_hz,
+            info.latency_s * 1000,
+        )
+
+    def _render(self, frames: int, dac_wall_ns: int) -> np.ndarray:
+        player = self.player
+        return np.zeros(frames, np.float32) if player is None else player.render(frames, dac_wall_ns)
+
+    def _close_stream(self, why: str) -> None:
+        self.output.close()
+        self.player = None
+        self.event("stream_closed", reason=why)
+
+    def _watchdog(self) -> str | None:
+        last = getattr(self.output, "last_callback_mono", None)
+        if isinstance(last, float) and last and time.monotonic() - last > self.s.device_timeout_s:
+            return f"no audio callback for {self.s.device_timeout_s:g} s"
+        return None
+
+    def _device_lost(self, reason: str) -> Iterator[Message]:
+        """Reopen after a rescan, replaying every held sentence from its start; else fall back to WAVs."""
+        self.event("device_lost", reason=reason, held=len(self.held))
+        log.warning("W playback: audio device lost (%s)", reason)
+        self.output.close()
+        self.player = None
+        self.acks_due.clear()  # their last samples may never have left: they are played again
+        done = threading.Event()
+        errors: list[str] = []
+
+        def scan() -> None:
+            try:
+                rescan()
+                self.output.probe()
+            except Exception as exc:
+                errors.append(str(exc))
+            done.set()
+
+        threading.Thread(target=scan, daemon=True).start()
+        if not done.wait(RESCAN_TIMEOUT_S) or errors:
+            yield from self._fallback(errors[0] if errors else "PortAudio did not come back from a rescan")
+            return
+        self._recovering = True
+        try:
+            for h in sorted(self.held.values(), key=lambda h: h.arrived_mono_ns):
+                h.fed, h.resampler = 0, None
+                yield from self._feed(h)
+                if self.mode != "device":
+                    return
+        finally:
+            self._recovering = False
+        self.event("reopened", held=len(self.held))
+
+    def _fallback(self, reason: str) -> Iterator[Message]:
+        """No usable device: say so once, then every held sentence becomes a WAV file."""
+        self._go_wav(reason)
+        if not self.paused:
+            yield from self._write_complete()
+
+    def _go_wav(self, reason: str) -> None:
+        self.mode = "wav"
+        self.player = None
+        self.event("no_audio_device", reason=reason, sink="wav", folder=str(self.sink.folder))
+        self.event("sink", sink="wav", folder=str(self.sink.folder), reason=reason)
+        log.warning(
+            "W playback: no usable audio device (%s); writing WAVs to %s instead", reason, self.sink.folder
+        )
+
+    # ---- sentences out ------------------------------------------------------------------------------
+    def _write_complete(self) -> Iterator[Message]:
+        for h in sorted(self.held.values(), key=lambda h: (h.first.stream, h.first.seq)):
+            if h.complete():
+                yield from self._write(h)
+
+    def _write(self, h: _Held) -> Iterator[Message]:
+        pcm = h.pcm()
         first_ns = time.time_ns()
-        path = self.sink.write(last.stream, last.seq, last.attempt, pcm, last.rate_hz)
-        last_ns = time.time_ns()
-        self.played.add((last.stream, last.seq))
-        text_ja = "".join(dict.fromkeys(c.text_ja for c in ordered if c.text_ja))
+        try:
+            path = self.sink.write(h.first.stream, h.first.seq, h.first.attempt, pcm, h.first.rate_hz)
+        except OSError as exc:
+            yield self._fail(h, f"cannot write the WAV: {exc}")
+            return
+        yield self._ack(h, first_ns, time.time_ns(), str(path), {"rms": _rms(pcm)})
+
+    def _played(self, done: Done) -> Iterator[Message]:
+        h = self.held.get(done.key)
+        if h is None:  # cancelled while its last samples were going out
+            return
+        wav = ""
+        if self.s.keep_wav:
+            try:
+                wav = str(
+                    self.sink.write(h.first.stream, h.first.seq, h.first.attempt, h.pcm(), h.first.rate_hz)
+                )
+            except OSError as exc:
+                self.event("error", None, **_ids(h.key), error=f"keep_wav: {exc}", fatal=False)
+        lat = [round((dac - arr) / 1e6, 3) for _, arr, dac in sorted(set(done.chunk_out))]
+        detail = {"first_chunk_latency_ms": lat[0] if lat else 0.0, "chunk_latency_ms": lat}
+        yield self._ack(h, done.first_dac_ns, done.last_dac_ns, wav, detail)
+
+    def _ack(self, h: _Held, first_ns: int, last_ns: int, wav: str, detail: dict[str, Any]) -> Played:
+        for key in [k for k in self.held if k[:2] == h.key[:2]]:  # every attempt of this sentence
+            del self.held[key]
+        self.played.add(h.key[:2])
+        self.counters["played"] += 1
+        last = h.chunks[len(h.chunks) - 1]
+        mine = Stamp("playback", h.arrived_wall_ns, h.arrived_mono_ns, time.time_ns(), time.monotonic_ns())
         played = Played(
-            stream=last.stream,
-            seq=last.seq,
-            attempt=last.attempt,
-            samples=int(pcm.size),
-            rate_hz=last.rate_hz,
+            stream=h.first.stream,
+            seq=h.first.seq,
+            attempt=h.first.attempt,
+            samples=h.samples(),
+            rate_hz=h.first.rate_hz,
             first_sample_wall_ns=first_ns,
             last_sample_wall_ns=last_ns,
             text_en=last.text_en,
-            text_ja=text_ja,
-            wav_path=str(path),
+            text_ja=h.text_ja(),
+            wav_path=wav,
             stamps=last.stamps,
         )
-        stamped = played.with_stamps((*last.stamps, Stamp.now(self.name)))
-        self._log(stamped)  # type: ignore[arg-type]
+        stamped = played.with_stamps((*last.stamps, mine))
+        _append_record(self.played_log, stamped)  # type: ignore[arg-type]
         self.finished(
-            stamped,
-            samples=int(pcm.size),
-            rate_hz=last.rate_hz,
-            wav=str(path),
-            rms=float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0,
+            stamped, samples=played.samples, rate_hz=played.rate_hz, wav=wav, sink=self.mode, **detail
         )
-        yield played
+        return played
 
-    def _failed(self, chunk: AudioChunk, reason: str) -> Failed:
-        self.event("failed", chunk, reason=reason)
+    def _fail(self, h: _Held, reason: str) -> Failed:
+        for key in [k for k in self.held if k == h.key]:
+            del self.held[key]
+        if self.player is not None:
+            self.player.drop(h.key)
+        self.event("failed", h.first, reason=reason)
         return Failed(
-            stream=chunk.stream,
-            seq=chunk.seq,
-            attempt=chunk.attempt,
+            stream=h.first.stream,
+            seq=h.first.seq,
+            attempt=h.first.attempt,
             stage=self.name,
             reason=reason,
-            text_en=chunk.text_en,
+            text_en=h.first.text_en,
         )
 
-    def _log(self, played: Played) -> None:
-        record: dict[str, Any] = {
-            "stream": played.stream,
-            "seq": played.seq,
-            "attempt": played.attempt,
-            "text_en": played.text_en,
-            "text_ja": played.text_ja,
-            "samples": played.samples,
-            "rate_hz": played.rate_hz,
-            "first_sample_wall_ns": played.first_sample_wall_ns,
-            "last_sample_wall_ns": played.last_sample_wall_ns,
-            "stamps": [s.to_wire() for s in played.stamps],
-            "wav": played.wav_path,
-        }
-        with self.played_log.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    # ---- cancel ---------------------------------------------------------------------------------------
+    def _cancel(self, msg: Cancel) -> None:
+        dropped = set(self.player.cancel(msg.stream)) if self.player is not None else set()
+        for key in [k for k in self.held if not msg.stream or k[0] == msg.stream]:
+            dropped.add(key)
+            del self.held[key]
+        self.acks_due = [d for d in self.acks_due if d.key in self.held]
+        ingest = next((st for st in msg.stamps if st.stage == "ingest"), None)
+        self.cut_ns[msg.stream] = ingest.recv_wall_ns if ingest else time.time_ns()
+        for stream in [msg.stream] if msg.stream else list(self.max_seq):
+            self.cut_seq[stream] = self.max_seq.get(stream, -1)
+        self.event("cancelled", None, cancel_stream=msg.stream, reason=msg.reason, dropped=len(dropped))
+
+    def _was_cancelled(self, chunk: AudioChunk) -> bool:
+        ingest = next((st for st in chunk.stamps if st.stage == "ingest"), None)
+        if ingest is not None:
+            return any(ingest.sent_wall_ns < self.cut_ns.get(k, 0) for k in (chunk.stream, ""))
+        return chunk.seq <= self.cut_seq.get(chunk.stream, -1)
 
 
-def _already_played(path: Any) -> set[tuple[str, int]]:
+def _ids(key: Key) -> dict[str, Any]:
+    return {"stream": key[0], "seq": key[1], "attempt": key[2]}
+
+
+def _rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+
+
+def _append_record(path: Path, played: Played) -> None:
+    record: dict[str, Any] = {
+        "stream": played.stream,
+        "seq": played.seq,
+        "attempt": played.attempt,
+        "text_en": played.text_en,
+        "text_ja": played.text_ja,
+        "samples": played.samples,
+        "rate_hz": played.rate_hz,
+        "first_sample_wall_ns": played.first_sample_wall_ns,
+        "last_sample_wall_ns": played.last_sample_wall_ns,
+        "stamps": [s.to_wire() for s in played.stamps],
+        "wav": played.wav_path,
+    }
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _already_played(path: Path) -> set[tuple[str, int]]:
     """(stream, seq) of every sentence in played.jsonl: a restarted playback plays none twice."""
     done: set[tuple[str, int]] = set()
     try:
