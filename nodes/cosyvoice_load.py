@@ -128,7 +128,9 @@ def build_sections(model_dir: Path, names: Iterable[str]) -> dict[str, Any]:
     from hyperpyyaml import load_hyperpyyaml
 
     try:
-        return dict(load_hyperpyyaml(reduced, overrides={"qwen_pretrain_path": str(model_dir / QWEN_DIR)}))
+        has_qwen = re.search(r"^qwen_pretrain_path\s*:", reduced, re.MULTILINE) is not None
+        overrides = {"qwen_pretrain_path": str(model_dir / QWEN_DIR)} if has_qwen else {}
+        return dict(load_hyperpyyaml(reduced, overrides=overrides))
     except (ImportError, AttributeError, TypeError, ValueError, OSError, KeyError) as exc:
         raise ModelLoadError(
             f"{yaml_path}: cannot build {', '.join(names)}: {type(exc).__name__}: {exc}"
