@@ -6,10 +6,10 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip
 STAMP := $(VENV)/.setup-done
-# Debian packages: PortAudio for sounddevice, PulseAudio + the ALSA pulse plugin for the audio
-# tests, iproute2 for the multi-host tests, cmake/ninja/g++ to build llama-cpp-python.
-APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils iproute2 \
-	cmake ninja-build g++ git
+# Platform decisions (apt or Homebrew packages, llama.cpp's Metal/CUDA/CPU build, the torch pin)
+# live in bus/setup_plan.py, run with the system python3 before the venv exists; it documents
+# every branch and `python3 bus/setup_plan.py describe` shows what this machine gets.
+PLAN := python3 bus/setup_plan.py
 # Go in without their declared dependencies: cosyvoice-minicpmo asks for onnxruntime-gpu and a CUDA
 # torch; openai-whisper asks for triton. What their modules really import is in pyproject's extras.
 NODEPS_PACKAGES := cosyvoice-minicpmo==0.1.0 openai-whisper==20250625
@@ -17,13 +17,16 @@ NODEPS_PACKAGES := cosyvoice-minicpmo==0.1.0 openai-whisper==20250625
 .PHONY: setup system-packages test lint typecheck run up down bench clean-venv
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile bus/setup_plan.py
 	@$(MAKE) --no-print-directory system-packages
 	@echo "==> python environment in $(VENV)"
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	@$(PIP) install -q --upgrade pip wheel setuptools
-	@echo "==> torch (CPU build where no GPU wheel is wanted; pinned so nothing pulls a CUDA build)"
-	@$(PIP) install -q "torch==2.13.0"
+	@echo "==> torch (pinned: the CPU build on a CPU box, CUDA from PyPI on Linux+NVIDIA, MPS on a Mac)"
+	@$(PIP) install -q "$$($(PLAN) torch_spec)"
+	@cmake_args="$$($(PLAN) cmake_args)"; if [ -n "$$cmake_args" ]; then \
+	  echo "==> llama-cpp-python built with $$cmake_args (from source: minutes)"; \
+	  CMAKE_ARGS="$$cmake_args" $(PIP) install -q --no-cache-dir "$$($(PLAN) llama_spec)"; fi
 	@echo "==> project and engines (llama-cpp-python builds from source the first time: ~4 min)"
 	@$(PIP) install -q -e ".[translate,synthesize,playback,dev]"
 	@$(PIP) install -q --no-deps $(NODEPS_PACKAGES)
@@ -31,11 +34,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 system-packages:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then echo "==> system packages present"; \
-	elif [ "$$(id -u)" = 0 ]; then echo "==> apt-get install$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "!! missing system packages:$$missing  (run: sudo apt-get install$$missing)"; fi
+	@$(PLAN) system-packages
 
 test: setup
 	@$(MAKE) --no-print-directory lint typecheck
