@@ -20,6 +20,7 @@ from bus.messages import ControlMessage, Message, Stamp, TextIn, encode
 
 WAIT_FOR_INGEST_S = 2.5  # `say` must fail within 3 s when ingest is down
 CLOSE_LINGER_MS = 3000  # time given to queued text to leave on close
+PIECE_CHARS = 8000  # at most 32 KB of UTF-8: well inside a header's 64 KiB
 
 
 class IngestUnavailable(ConnectionError):
@@ -81,7 +82,11 @@ class Publisher:
             raise IngestUnavailable(f"ingest at {self.endpoint} is not taking messages") from None
 
     def send(self, stream: str, text: str, final: bool = True, source: str = "client") -> None:
-        self.send_message(TextIn(stream=stream, text=text, final=final, source=source))
+        """Text of any length: pieces small enough for one header, `final` on the last only."""
+        pieces = [text[i : i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)] or [""]
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            self.send_message(TextIn(stream=stream, text=piece, final=final and last, source=source))
 
     def control(self, msg: ControlMessage) -> None:
         self.send_message(msg)

@@ -69,14 +69,10 @@ class IngestNode(Node):
 
     def on_control(self, msg: ControlMessage) -> Iterable[Message]:
         if isinstance(msg, Cancel):
-            streams = [msg.stream] if msg.stream else list(self.streams)
-            for stream in streams:
+            for stream in [msg.stream] if msg.stream else list(self.streams):
                 self.streams.pop(stream, None)
-                for entry in self.journal.open_entries(stream or None):
-                    self.journal.finish(entry.stream, entry.seq, CANCELLED, msg.reason or "cancelled")
-            if not msg.stream:
-                for entry in self.journal.open_entries():
-                    self.journal.finish(entry.stream, entry.seq, CANCELLED, msg.reason or "cancelled")
+            for entry in self.journal.open_entries(msg.stream or None):  # cancelled: never retried
+                self.journal.finish(entry.stream, entry.seq, CANCELLED, msg.reason or "cancelled")
         elif isinstance(msg, Flush):
             for stream in [msg.stream] if msg.stream else list(self.streams):
                 for text in self.streams[stream].flush() if stream in self.streams else []:

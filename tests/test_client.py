@@ -74,3 +74,19 @@ def test_say_reads_stdin_and_names_the_stream(bus_env: BusEnv) -> None:
     got = [decode(translate_in.recv_multipart()) for _ in range(2) if translate_in.poll(10_000)]
     assert [(m.stream, m.text) for m in got] == [("mine", "From stdin."), ("mine", "Two sentences.")]  # type: ignore[attr-defined]
     translate_in.close(0)
+
+
+def test_text_longer_than_a_header_arrives_whole(bus_env: BusEnv) -> None:
+    translate_in = bus_env.config.endpoints.bind_socket(zmq.Context.instance(), "translate")
+    bus_env.start("node", "ingest")
+    words = " ".join(f"word{i}" for i in range(4000))  # ~35 K characters, one sentence over 64 KiB in parts
+    text = "".join(f"Sentence {i} says {words[: 100 + i]}. " for i in range(300))
+    assert len(text.encode()) > 64 * 1024
+    with Publisher(bus_env.config, wait_s=10) as pub:
+        pub.send("long", text)
+    got = []
+    while len(got) < 300 and translate_in.poll(10_000):
+        got.append(decode(translate_in.recv_multipart()))
+    assert [m.seq for m in got] == list(range(300))  # type: ignore[attr-defined]
+    assert got[7].text == f"Sentence 7 says {words[:107]}."  # type: ignore[attr-defined]
+    translate_in.close(0)
