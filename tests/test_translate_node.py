@@ -13,7 +13,10 @@ import pytest
 import zmq
 
 from bus.messages import Clause, Failed, Message, Sentence, TapEvent, decode, encode
+from models.manifest import WEIGHTS_DIR
 from models.tiny_gguf import write_tiny_qwen2_gguf
+from nodes.errors import ModelLoadError
+from nodes.translate import translate_settings
 from tests.conftest import BusEnv
 
 READY_TIMEOUT_S = 60.0
@@ -174,3 +177,41 @@ def test_a_file_that_is_not_a_gguf_is_a_load_error_not_a_crash(
     harness.send(Sentence(stream="s4", seq=0, text="Hello there.", attempt=0))
     assert "not loaded" in harness.failed().reason
     assert all(p.poll() is None for p in bus_env.procs)
+
+
+def test_context_is_the_last_pairs_of_the_same_stream_only(
+    bus_env: BusEnv, harness: Harness, tiny_gguf: Path
+) -> None:
+    start_translate(bus_env, model=str(tiny_gguf), context_pairs=2)
+    harness.wait_state("ready")
+    sent = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("a", 3), ("b", 1)]
+    for stream, seq in sent:
+        harness.send(Sentence(stream=stream, seq=seq, text=f"Step {seq} of the plan is done.", attempt=0))
+    harness.sentence_clauses(len(sent))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(e.kind == "finished" for e in harness.events) < len(sent):
+        harness.pump_tap(0.2)
+    used = {(e.stream, e.seq): e.detail["context_pairs"] for e in harness.events if e.kind == "finished"}
+    # at most 2 earlier pairs, and never another stream's
+    assert used == {("a", 0): 0, ("a", 1): 1, ("a", 2): 2, ("b", 0): 0, ("a", 3): 2, ("b", 1): 1}
+
+
+def test_config_defaults_pick_the_manifest_model_and_bad_values_are_load_errors(tmp_path: Path) -> None:
+    settings, knobs = translate_settings({}, tmp_path)
+    assert settings.model == WEIGHTS_DIR / "qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf"
+    assert (settings.n_ctx, settings.max_tokens, settings.n_gpu_layers) == (4096, 256, None)
+    assert knobs["min_clause_chars"] == 8 and knobs["context_pairs"] == 3
+    big, _ = translate_settings({"size": "72b"}, tmp_path)
+    assert big.model.name == "qwen2.5-72b-instruct-q4_k_m-00001-of-00012.gguf"
+    own, _ = translate_settings({"model": "m.gguf", "n_threads": 1, "n_gpu_layers": 0}, tmp_path)
+    assert (own.model, own.n_threads, own.n_gpu_layers) == (tmp_path / "m.gguf", 1, 0)
+    bad_values: list[tuple[dict[str, object], str]] = [
+        ({"n_ctx": "big"}, "n_ctx"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"size": "3b"}, "3b"),
+        ({"model": 5}, "model"),
+        ({"n_gpu_layers": "all"}, "n_gpu_layers"),
+    ]
+    for bad, key in bad_values:
+        with pytest.raises(ModelLoadError, match=key):
+            translate_settings(bad, tmp_path)
