@@ -40,7 +40,7 @@ class IngestSettings:
     @classmethod
     def from_section(cls, section: dict[str, object]) -> IngestSettings:
         known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
-        return cls(**known)
+        return cls(**known)  # type: ignore[arg-type]
 
 
 class IngestNode(Node):

@@ -9,7 +9,7 @@ import time
 import zmq
 
 from bus.client import IngestUnavailable, Publisher
-from bus.messages import Sentence, decode
+from bus.messages import Message, Sentence, decode
 from tests.conftest import REPO, BusEnv
 
 
@@ -84,7 +84,7 @@ def test_text_longer_than_a_header_arrives_whole(bus_env: BusEnv) -> None:
     assert len(text.encode()) > 64 * 1024
     with Publisher(bus_env.config, wait_s=10) as pub:
         pub.send("long", text)
-    got = []
+    got: list[Message] = []
     while len(got) < 300 and translate_in.poll(10_000):
         got.append(decode(translate_in.recv_multipart()))
     assert [m.seq for m in got] == list(range(300))  # type: ignore[attr-defined]
