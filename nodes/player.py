@@ -251,6 +251,9 @@ class Player:
         out = np.zeros(frames, np.float32)
         with self._lock:
             stopping = self._paused or self._cancel_cur
+            mid_cue = 0 < self._cue_pos < self._cue.size
+            if not stopping and not mid_cue and (self._cur is None or self._cur.pos == 0):
+                self._gate = 1.0  # nothing cut mid-way: the next sentence brings its own fade-in
             budget = math.ceil(self._gate / self._gate_step) if stopping else frames
             i = self._fill(out, frames, min(frames, budget), dac_wall_ns, stopping)
             if self._cancel_cur and (i >= budget or self._cur is None):
