@@ -17,17 +17,20 @@ import pytest
 import soundfile as sf
 import zmq
 
-from bus.messages import ControlMessage, Message, Pause, Played, Resume, decode, encode
+from bus.client import Publisher
+from bus.messages import Cancel, ControlMessage, Failed, Message, Pause, Played, Resume, decode, encode
 from nodes.player import cue_tone, edge_fades
 from tests.audio_stack import (
     RATE,
     AudioBusEnv,
     Pulse,
+    Recorder,
     TapLog,
     alsa_file_env,
     chunks_of,
     find_exact,
     have_pulse,
+    iter_blocks,
     no_device_env,
     push_socket,
     send,
@@ -290,3 +293,168 @@ def test_with_no_device_auto_says_so_once_and_writes_wavs(tmp_path: Path) -> Non
         assert env.log("node-playback").count("no usable audio device") == 1
     finally:
         env.stop_all()
+
+
+# ---- PulseAudio null sink: real time ----------------------------------------------------------------
+@pytest.fixture
+def pulse_env(tmp_path: Path, pulse: Pulse) -> Iterator[tuple[AudioBusEnv, Pulse]]:
+    env = AudioBusEnv(tmp_path, pulse.env)
+    yield env, pulse
+    env.stop_all()
+
+
+def via_ingest(env: AudioBusEnv, tap: TapLog, msg: ControlMessage, kind: str) -> int:
+    """Send a control message as `stream-tts` does (Publisher → ingest → control channel); repeat until
+    playback's SUB has joined ingest's PUB. Returns the wall ns it was last sent at."""
+    before = len([e for e in tap.events if e.kind == kind])
+    with Publisher(env.config, wait_s=10) as pub:
+        for _ in range(20):
+            sent = time.time_ns()
+            pub.control(msg)
+            if wait_for(lambda: len([e for e in tap.events if e.kind == kind]) > before, 0.5):
+                return sent
+    raise AssertionError(f"{msg} never reached playback")
+
+
+def blocks_at(rec: np.ndarray, want: np.ndarray, start: int = 0) -> list[int]:
+    """Where each 240-sample block of `want` (bit-exact) sits in rec, searching from start; -1 if absent."""
+    out, at = [], start
+    for _, block in iter_blocks(want):
+        pos = find_exact(rec, block, start=at)
+        out.append(pos)
+        if pos >= 0:
+            at = pos
+    return out
+
+
+@pytest.mark.slow
+def test_realtime_every_block_of_every_sentence_in_order_without_gaps(
+    pulse_env: tuple[AudioBusEnv, Pulse],
+) -> None:
+    env, pulse = pulse_env
+    acks = acks_socket(env)
+    rec = Recorder(pulse)
+    tap = start(env, idle_close_s=2.0)
+    push = push_socket(env)
+    sentences = [("a", 0, speechlike(0.8, 21)), ("b", 0, speechlike(0.6, 22)), ("a", 1, speechlike(0.7, 23))]
+    t0 = time.monotonic()
+    for stream, seq, pcm in sentences:  # streamed as a synthesizer would: 100 ms of audio every 50 ms
+        for c in chunks_of(stream, seq, pcm, max(1, int(pcm.size / 2400))):
+            send(push, [c])
+            time.sleep(0.05)
+    got = recv_acks(acks, 3, timeout_s=30)
+    elapsed = time.monotonic() - t0
+    time.sleep(0.3)
+    rec.stop()
+    total = sum(p.size for _, _, p in sentences) / RATE
+    assert elapsed >= total - 0.1, f"{total:.2f} s of audio acked after {elapsed:.2f} s: not paced"
+    assert all(isinstance(m, Played) for m in got)
+    assert [(m.stream, m.seq) for m in got] == [("a", 0), ("a", 1), ("b", 0)]  # type: ignore[attr-defined]
+    audio = rec.samples()
+    at = 0
+    for stream, seq, pcm in [sentences[0], sentences[2], sentences[1]]:
+        want = edge_fades(pcm, FADE_N)
+        where = blocks_at(audio, want, at)
+        assert -1 not in where, f"{stream}{seq}: blocks {[i for i, w in enumerate(where) if w < 0]} missing"
+        assert np.all(np.diff(where) == 240), f"{stream}{seq}: a gap or a jump inside the sentence"
+        at = where[-1] + 240
+    ack_ns = {(m.stream, m.seq): m for m in got}  # type: ignore[attr-defined]
+    for stream, seq, pcm in sentences:  # the ack's sample times span the sentence's duration
+        m = ack_ns[(stream, seq)]
+        span = (m.last_sample_wall_ns - m.first_sample_wall_ns) / 1e9  # type: ignore[attr-defined]
+        assert abs(span - pcm.size / RATE) < 0.05
+    assert "underrun" not in tap.kinds()
+    tap.close()
+
+
+@pytest.mark.slow
+def test_stop_goes_quiet_within_100_ms_and_drops_the_queue(pulse_env: tuple[AudioBusEnv, Pulse]) -> None:
+    env, pulse = pulse_env
+    rec = Recorder(pulse)
+    tap = start(env, idle_close_s=5.0)
+    env.start("node", "ingest")
+    tap.wait("ready", node="ingest")
+    via_ingest(env, tap, Resume(), "resumed")  # the control channel is up
+    push = push_socket(env)
+    long, queued = speechlike(3.0, 31), speechlike(1.0, 32)
+    send(push, chunks_of("s", 0, long, 10) + chunks_of("s", 1, queued, 3))
+    tap.wait("started", timeout=10)
+    time.sleep(0.8)
+    with Publisher(env.config, wait_s=10) as pub:
+        t_cancel = time.time_ns()
+        pub.control(Cancel(reason="test"))
+    tap.wait("cancelled")
+    time.sleep(1.0)
+    rec.stop()
+    audio = rec.samples()
+    want = edge_fades(long, FADE_N)
+    onset = find_exact(audio, want[:2400])
+    assert onset >= 0
+    sounding = np.nonzero(np.abs(audio[onset:]) > 0)[0]
+    played = int(sounding[-1]) + 1
+    assert 0.5 * RATE < played < long.size, "it did not stop"
+    # Upper bound on when the last sample left: the recorder read the onset no earlier than it played.
+    stop_after_s = (rec.wall_of_sample(onset) + played / RATE * 1e9 - t_cancel) / 1e9
+    print(f"stop: last sample out <= {stop_after_s * 1000:.0f} ms after the cancel was sent")
+    assert stop_after_s <= 0.1, f"stopped {stop_after_s * 1000:.0f} ms after the cancel"
+    assert find_exact(audio, edge_fades(queued, FADE_N)[:2400]) < 0, "the queued sentence still played"
+    assert not [e for e in tap.events if e.kind == "finished" and e.node == "playback"]
+    tap.close()
+
+
+@pytest.mark.slow
+def test_pause_holds_the_sentence_and_resume_goes_on_where_it_was(
+    pulse_env: tuple[AudioBusEnv, Pulse],
+) -> None:
+    env, pulse = pulse_env
+    rec = Recorder(pulse)
+    tap = start(env, idle_close_s=5.0)
+    env.start("node", "ingest")
+    tap.wait("ready", node="ingest")
+    via_ingest(env, tap, Resume(), "resumed")
+    x = speechlike(2.0, 41)
+    send(push_socket(env), chunks_of("p", 0, x, 8))
+    tap.wait("started", timeout=10)
+    time.sleep(0.5)
+    for verb, kind in (("pause", "paused"), ("resume", "resumed")):
+        n = len([e for e in tap.events if e.kind == kind])
+        cli = subprocess.run([sys.executable, "-m", "bus.cli", verb], env=env.env(), cwd=REPO, timeout=30)
+        assert cli.returncode == 0
+        tap.wait(kind, n=n + 1)
+        if verb == "pause":
+            time.sleep(1.0)
+    tap.wait("finished", timeout=10)
+    time.sleep(0.3)
+    rec.stop()
+    audio = rec.samples()
+    where = blocks_at(audio, edge_fades(x, FADE_N))
+    missing = [i for i, w in enumerate(where) if w < 0]
+    assert len(missing) <= 2, f"blocks {missing} lost (only the ones under the pause/resume ramps may differ)"
+    found = [w for w in where if w >= 0]
+    jumps = [int(d) for d in np.diff(found) if d != 240]
+    assert len(jumps) == 1, f"expected one pause inside the sentence, got jumps {jumps}"
+    assert jumps[0] >= 240 + 0.8 * RATE, "the pause was shorter than it was held"
+    tap.close()
+
+
+@pytest.mark.slow
+def test_device_vanishing_mid_sentence_falls_back_to_wav_keeping_the_sentence(
+    pulse_env: tuple[AudioBusEnv, Pulse],
+) -> None:
+    env, pulse = pulse_env
+    acks = acks_socket(env)
+    tap = start(env, idle_close_s=5.0)
+    x = speechlike(2.0, 51)
+    send(push_socket(env), chunks_of("d", 0, x, 8))
+    tap.wait("started", timeout=10)
+    time.sleep(0.5)
+    pulse.kill()
+    played = recv_acks(acks, 1, timeout_s=20)[0]
+    assert isinstance(played, Played) and played.wav_path, played
+    audio, rate = sf.read(played.wav_path, dtype="float32")
+    assert rate == RATE and audio.size == x.size and np.max(np.abs(audio - x)) <= INT16_TOL
+    kinds = tap.kinds()
+    assert kinds.index("device_lost") < kinds.index("no_audio_device")
+    assert kinds.count("no_audio_device") == 1
+    assert not isinstance(played, Failed)
+    tap.close()
