@@ -33,6 +33,7 @@ class Publisher:
     def __init__(
         self, config: Config, wait_s: float = WAIT_FOR_INGEST_S, context: zmq.Context | None = None
     ) -> None:
+        self._endpoints = config.endpoints
         self.endpoint = config.endpoints.connect["text"]
         self.wait_s = wait_s
         self._ctx = context or zmq.Context.instance()
@@ -50,11 +51,10 @@ class Publisher:
     def open(self) -> None:
         if self._sock is not None:
             return
-        sock = self._ctx.socket(zmq.XPUB)
+        sock = self._endpoints.connect_socket(self._ctx, "text")  # CURVE too, when it leaves loopback
         sock.setsockopt(zmq.LINGER, CLOSE_LINGER_MS)
         sock.setsockopt(zmq.XPUB_NODROP, 1)  # block (bounded by SNDTIMEO) rather than drop at HWM
         sock.setsockopt(zmq.SNDTIMEO, 2000)
-        sock.connect(self.endpoint)
         deadline = time.monotonic() + self.wait_s
         while True:
             left_ms = int((deadline - time.monotonic()) * 1000)

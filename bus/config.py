@@ -13,6 +13,7 @@ STREAM_TTS_DATA_DIR overrides data_dir.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / "var"
 ENV_CONFIG = "STREAM_TTS_CONFIG"
 ENV_DATA_DIR = "STREAM_TTS_DATA_DIR"
-SECTIONS = ("ingest", "translate", "synthesize", "playback", "tap")
+SECTIONS = ("ingest", "translate", "synthesize", "playback", "tap", "security")
 
 
 class ConfigError(ValueError):
@@ -83,6 +84,11 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     else:
         raise ConfigError(f"data_dir must be a string, got {data_value!r}")
     sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
+    keys_value = sections["security"].get("keys_dir")
+    keys_dir = data_dir / "keys" if keys_value is None else Path(str(keys_value)).expanduser()
+    if not keys_dir.is_absolute():
+        keys_dir = base_dir / keys_dir
+    endpoints = dataclasses.replace(endpoints, keys_dir=keys_dir.resolve())
     return Config(
         endpoints=endpoints, data_dir=data_dir.resolve(), base_dir=base_dir, sections=sections, path=cfg_path
     )

@@ -23,8 +23,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
+
+from bus.security import is_loopback, require_keys, secure_client, secure_server
 
 BASE_PORT = 57100
 HOST = "127.0.0.1"
@@ -63,6 +66,7 @@ class Endpoints:
 
     connect: Mapping[str, str]
     bind: Mapping[str, str]
+    keys_dir: Path | None = None  # CURVE keys for sockets beyond loopback (bus/security.py)
 
     @classmethod
     def load(
@@ -89,6 +93,12 @@ class Endpoints:
         """The owner's socket of `name`, options set, bound."""
         sock = ctx.socket(LAYOUT[_known(name)][1])
         apply_options(sock)
+        if not is_loopback(self.bind[name]):
+            try:
+                secure_server(sock, ctx, require_keys(self.keys_dir, f"binding {name} at {self.bind[name]}"))
+            except Exception:
+                sock.close(0)
+                raise
         try:
             sock.bind(self.bind[name])
         except zmq.ZMQError as exc:
@@ -103,6 +113,14 @@ class Endpoints:
         """A connector's socket to `name`, options set, connected."""
         sock = ctx.socket(LAYOUT[_known(name)][2])
         apply_options(sock)
+        if not is_loopback(self.connect[name]):
+            try:
+                secure_client(
+                    sock, require_keys(self.keys_dir, f"connecting to {name} at {self.connect[name]}")
+                )
+            except Exception:
+                sock.close(0)
+                raise
         sock.connect(self.connect[name])
         return sock
 

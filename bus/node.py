@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import zmq
 
 from bus.config import Config
+from bus.endpoints import EndpointError
 from bus.errors import EngineError
 from bus.messages import (
     EVENT_DROPPED,
@@ -37,6 +38,7 @@ from bus.messages import (
     decode,
     encode,
 )
+from bus.security import SecurityError
 
 POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
 HEARTBEAT_S = 1.0  # state and counters to the tap; `up` and `status` read them
@@ -120,6 +122,13 @@ class Node:
 
     # ---- the runtime ----------------------------------------------------------------------
     def run(self) -> int:
+        try:
+            return self._run()
+        except (EndpointError, SecurityError) as exc:
+            log.error("E %s: %s", self.name, exc)
+            return 2
+
+    def _run(self) -> int:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         ep = self.config.endpoints
         self._tap = ep.connect_socket(ctx, "tap_in")
