@@ -152,6 +152,10 @@ class LlamaTranslator:
         self.evaluated_total = 0  # every token llama.cpp evaluated (prompt and decode), all calls
         self.reuse_prefix = settings.reuse_prefix  # may be switched off later (bench: cold prefill)
         check_model_files(settings.model)
+        try:
+            import llama_cpp  # noqa: F401  (the one place its absence is turned into an EngineError)
+        except ImportError as exc:
+            raise ModelLoadError(f"llama-cpp-python is not installed ({exc}): run `make setup`") from exc
         quiet_llama_logs()
         n_gpu = settings.n_gpu_layers
         if n_gpu is None:
@@ -182,6 +186,7 @@ class LlamaTranslator:
     def translate(
         self, text: str, context: Sequence[tuple[str, str]] = (), *, strict: bool = False
     ) -> Iterator[str]:
+        self.last_stats = TranslationStats()  # a prompt that cannot be built leaves no old counts
         tokens, n_pairs = self.prompt_tokens(text, context, strict=strict)
         stats = self.last_stats = TranslationStats(prompt_tokens=len(tokens), context_pairs=n_pairs)
         return self._decode(tokens, stats)
