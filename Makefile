@@ -47,9 +47,9 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# models (asks before many GB; YES=1 agrees), doctor, up, and a spoken greeting: bus/run_flow.py
 run: setup
-	$(VENV)/bin/stream-tts up
-	@echo "==> pipeline up. Try: $(VENV)/bin/stream-tts say 'Hello from stream-tts.'   Stop: $(VENV)/bin/stream-tts down"
+	$(VENV)/bin/stream-tts run $(if $(YES),--yes)
 
 up: run
 down:
