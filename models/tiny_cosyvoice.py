@@ -9,7 +9,9 @@ Qwen2-0.5B's: 24 layers, d 896, vocab 151936) for timing on a GPU: timing does n
 What is in the folder, and what is not real about it:
   cosyvoice2.yaml            the released file's sections and class names (data pipeline included,
                              so the loader's skipping of training sections is exercised)
-  llm.pt flow.pt hift.pt     state dicts of those modules (random, deterministic by seed)
+  llm.pt flow.pt hift.pt     state dicts of those modules (random, deterministic by seed; the LM's
+                             eos logit is biased up so utterances end once eos is allowed, at
+                             about 3 speech tokens a text token, as a trained model would)
   CosyVoice-BlankEN/         a byte-level BPE of a few hundred tokens (trained here on a small
                              built-in text) as Qwen2TokenizerFast, and a random Qwen2ForCausalLM
   campplus.onnx              fbank (1, T, 80) -> mean |x| over T -> linear -> (1, 192)
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 SPEECH_TOKENS = 6561
+EOS_BIAS = 30.0  # llm_decoder bias of the eos logit (see write_random_cosyvoice2)
 SPK_DIM = 192
 SPEAKERS = ("tiny-a", "tiny-b")
 # The built-in text the tiny BPE learns from: kana, common kanji, Latin, digits, punctuation.
@@ -100,6 +103,9 @@ def write_random_cosyvoice2(folder: Path, size: str = "tiny", seed: int = 0) -> 
         with torch.no_grad():  # the seed reaches every weight: the yaml's constructors reseed
             for p in module.parameters():
                 p.mul_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+        if name == "llm":  # a trained LM ends an utterance soon after its text; a random one never
+            with torch.no_grad():  # would (eos ~1/6564 a step), so make eos the likeliest token
+                module.llm_decoder.bias[SPEECH_TOKENS] = EOS_BIAS  # whenever the protocol allows it
         torch.save(module.state_dict(), folder / f"{name}.pt")
     _write_campplus(folder / "campplus.onnx", seed)
     _write_speech_tokenizer(folder / "speech_tokenizer_v2.onnx", seed)

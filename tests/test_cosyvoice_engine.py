@@ -45,7 +45,7 @@ def run(engine: CosyVoiceEngine, pieces, voice: str = "", **opts) -> list[Speech
 
 
 def test_streams_float32_chunks_with_last_flag_on_the_final_one(engine: CosyVoiceEngine) -> None:
-    chunks = run(engine, ["こんにちは、", "世界。"])
+    chunks = run(engine, ["テストを実行します、", "ファイルを保存しました。"])
     assert engine.sample_rate_hz == 24000
     assert len(chunks) >= 2
     assert [c.last for c in chunks] == [False] * (len(chunks) - 1) + [True]
