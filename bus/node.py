@@ -45,6 +45,8 @@ HEARTBEAT_S = 1.0  # state and counters to the tap; `up` and `status` read them
 SEND_RETRY_MS = 500  # a blocked send (peer gone, queue full) is retried until shutdown
 TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
 ZERO_COPY_BYTES = 65_536
+BAD_LOG_WINDOW_S = 10.0  # bad messages: at most BAD_LOG_PER_WINDOW log lines per window
+BAD_LOG_PER_WINDOW = 20
 
 log = logging.getLogger("stream_tts")
 
@@ -68,6 +70,8 @@ class Node:
         self._current: Message | None = None
         self._recv_wall_ns = 0
         self._recv_mono_ns = 0
+        self._bad_window_end = 0.0
+        self._bad_logged = self._bad_unlogged = 0
 
     # ---- what a node overrides -------------------------------------------------------------
     def setup(self) -> None:
@@ -201,7 +205,7 @@ class Node:
         except BadMessage as exc:
             self.counters["dropped"] += 1
             self.event(EVENT_DROPPED, reason=str(exc), frames=len(frames), nbytes=sum(len(f) for f in frames))
-            log.warning("W %s: dropped bad message: %s", self.name, exc)
+            self._log_bad(exc)
             return
         self.counters["received"] += 1
         self._current = msg
@@ -220,6 +224,20 @@ class Node:
         finally:
             self._current = None
             self._recv_wall_ns = self._recv_mono_ns = 0
+
+    def _log_bad(self, exc: BadMessage) -> None:
+        """Every bad message is counted and on the tap; the log gets a few, then a summary, so a
+        flood of garbage cannot fill the disk."""
+        now = time.monotonic()
+        if now >= self._bad_window_end:
+            if self._bad_unlogged:
+                log.warning("W %s: %d more bad messages dropped (see the tap)", self.name, self._bad_unlogged)
+            self._bad_window_end, self._bad_logged, self._bad_unlogged = now + BAD_LOG_WINDOW_S, 0, 0
+        if self._bad_logged < BAD_LOG_PER_WINDOW:
+            self._bad_logged += 1
+            log.warning("W %s: dropped bad message: %s", self.name, exc)
+        else:
+            self._bad_unlogged += 1
 
     def _send_all(self, produced: Iterable[Message], outs: dict[str, zmq.Socket]) -> None:
         for out in produced:

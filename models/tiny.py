@@ -50,6 +50,7 @@ def tiny_config(config: Config, folder: Path, progress: bool = False) -> Path:
         for key, value in raw.get("endpoints", {}).items():  # keep the user's endpoints
             raw["endpoints"][key] = value
     raw.setdefault("translate", {})["model"] = str(gguf)
+    raw["translate"].setdefault("max_tokens", 32)  # random weights ramble: keep the noise short
     raw.setdefault("synthesize", {})["model_dir"] = str(cosy)
     raw["synthesize"].setdefault("voice", "")  # the tiny model's first speaker
     raw["data_dir"] = str(config.data_dir)
