@@ -24,6 +24,7 @@ import zmq
 from bus.config import Config
 from bus.endpoints import EndpointError
 from bus.errors import EngineError
+from bus.freshness import Freshness
 from bus.messages import (
     EVENT_DROPPED,
     EVENT_ERROR,
@@ -31,6 +32,7 @@ from bus.messages import (
     EVENT_HEARTBEAT,
     EVENT_READY,
     BadMessage,
+    Cancel,
     ControlMessage,
     Message,
     Stamp,
@@ -42,6 +44,7 @@ from bus.security import SecurityError
 
 POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
 HEARTBEAT_S = 1.0  # state and counters to the tap; `up` and `status` read them
+EVENT_STALE = "stale"  # a cancelled, superseded or duplicate message, not acted on
 SEND_RETRY_MS = 500  # a blocked send (peer gone, queue full) is retried until shutdown
 TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
 ZERO_COPY_BYTES = 65_536
@@ -64,7 +67,8 @@ class Node:
         self.config = config
         self.state = "starting"
         self.state_detail = ""
-        self.counters: dict[str, int] = {"received": 0, "emitted": 0, "dropped": 0, "errors": 0}
+        self.counters: dict[str, int] = {"received": 0, "emitted": 0, "dropped": 0, "stale": 0, "errors": 0}
+        self.freshness = Freshness()
         self.running = True
         self._tap: zmq.Socket | None = None
         self._current: Message | None = None
@@ -208,6 +212,12 @@ class Node:
             self._log_bad(exc)
             return
         self.counters["received"] += 1
+        if isinstance(msg, Cancel):
+            self.freshness.cancel(msg)
+        elif not isinstance(msg, ControlMessage) and (why := self.freshness.stale(msg)) is not None:
+            self.counters["stale"] += 1
+            self.event(EVENT_STALE, msg, reason=why, type=msg.TYPE)
+            return
         self._current = msg
         try:
             produced = self.on_control(msg) if isinstance(msg, ControlMessage) else self.handle(msg)
