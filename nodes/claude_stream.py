@@ -49,6 +49,7 @@ class Say:
     stream: str
     text: str
     final: bool
+    cancel: bool = False  # a new agent turn began: stale speech of this stream is cancelled first
 
 
 class _Lru(OrderedDict[Any, int]):
@@ -76,6 +77,7 @@ class StreamJsonReader:
         self._spoken_lines = _Lru()  # message id -> text blocks met in assistant lines
         self._message: dict[str, str] = {}  # session -> id of the message being streamed
         self._open: dict[tuple[str, int], str] = {}  # (session, block index) -> stream of an open text block
+        self._turn_ended: set[str] = set()  # sessions whose turn ended with a `result` line
         self._carry: dict[tuple[str, int], str] = {}  # a high surrogate that ended a delta (JSON "\\ud83d")
 
     # ---- input -----------------------------------------------------------------------------
@@ -127,7 +129,15 @@ class StreamJsonReader:
         if kind in ("user", "system", "result"):
             self.stats[f"skipped_{kind}"] += 1
             if kind == "result":  # a turn ended: nothing of it stays open
+                session = self._session(obj)
+                self._turn_ended.add(session)
                 return self.finish()
+            if kind == "system" and obj.get("subtype") == "init":
+                session = self._session(obj)
+                if session in self._turn_ended:  # the next turn starts: what is left of the last is stale
+                    self._turn_ended.discard(session)
+                    self.stats["new_turns"] += 1
+                    return [Say(session, "", False, cancel=True)]
             return []
         self.stats["skipped_unknown_type"] += 1
         return []

@@ -222,6 +222,7 @@ def run_hook(payload: Mapping[str, Any], config_path: str | None) -> str:
     """Find, de-duplicate and publish what one hook call says; returns what was done (for the log)."""
     from bus.client import IngestUnavailable, Publisher
     from bus.config import load_config
+    from bus.messages import Cancel
     from nodes.ingest_cli import text_pieces
 
     config = load_config(config_path)
@@ -241,6 +242,11 @@ def run_hook(payload: Mapping[str, Any], config_path: str | None) -> str:
         state.remember(stream, digest)
     try:
         with Publisher(config, wait_s=PUBLISH_WAIT_S) as pub:
+            if payload.get("hook_event_name") == "Stop" and config.section("ingest").get(
+                "cancel_on_new_turn", True
+            ):
+                # A new answer: whatever of the session's last one is still queued is stale.
+                pub.control(Cancel(stream=stream, reason="new agent turn"))
             for piece, final in text_pieces(text):
                 pub.send(stream, piece, final=final, source="hook")
     except IngestUnavailable:

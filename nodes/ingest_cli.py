@@ -60,6 +60,7 @@ class _Sender:
         self.lost = 0
         self._next_try = 0.0
         self._tap: Any = None
+        self.cancel_on_new_turn = bool(config.section("ingest").get("cancel_on_new_turn", True))
 
     def connect(self) -> bool:
         from bus.client import IngestUnavailable, Publisher
@@ -80,7 +81,17 @@ class _Sender:
 
     def send(self, say: Say) -> None:
         from bus.client import IngestUnavailable
+        from bus.messages import Cancel
 
+        if say.cancel:
+            if not self.cancel_on_new_turn:
+                return
+            if self.connect():
+                try:
+                    self.pub.control(Cancel(stream=say.stream, reason="new agent turn"))
+                except IngestUnavailable as exc:
+                    print(f"E pipe: {exc}", file=self.err)
+            return
         for piece, final in text_pieces(say.text):
             if not self.connect():
                 self.lost += 1
@@ -183,6 +194,9 @@ def ingest_sentences(
 
     streams: dict[str, SentenceStream] = {}
     for say in items:
+        if say.cancel:  # ingest drops what is pending of a cancelled stream
+            streams.pop(say.stream, None)
+            continue
         for piece, final in text_pieces(say.text):
             seg = streams.get(say.stream)
             if seg is None:
