@@ -66,7 +66,7 @@ def test_pipe_cancels_the_old_turn_at_every_stage_before_the_new_text(bus_env: B
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    sentences = []
+    sentences: list[Sentence] = []
     while len(sentences) < 2 and translate_in.poll(10_000):
         msg = decode(translate_in.recv_multipart())
         assert isinstance(msg, Sentence)
