@@ -200,6 +200,10 @@ class PlaybackNode(Node):
         h = self.held.get(key)
         if h is None:
             h = self.held[key] = _Held(chunk, time.time_ns(), time.monotonic_ns())
+            for k in [
+                k for k, o in self.held.items() if k[:2] == key[:2] and k[2] < key[2] and not o.complete()
+            ]:
+                self._drop(k, "superseded by a later attempt")  # the runtime drops its remaining chunks
         elif chunk.index in h.chunks:
             self.event("duplicate", chunk, reason=f"chunk {chunk.index} came twice")
             return
@@ -406,6 +410,12 @@ class PlaybackNode(Node):
             stamped, samples=played.samples, rate_hz=played.rate_hz, wav=wav, sink=self.mode, **detail
         )
         return played
+
+    def _drop(self, key: Key, reason: str) -> None:
+        self.held.pop(key, None)
+        if self.player is not None:
+            self.player.drop(key)
+        self.event("dropped", None, **_ids(key), reason=reason)
 
     def _fail(self, h: _Held, reason: str) -> Failed:
         for key in [k for k in self.held if k == h.key]:
