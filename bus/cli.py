@@ -49,8 +49,12 @@ def _load(target: str) -> Callable[[list[str]], int]:
 
 
 def cli_node(argv: list[str]) -> int:
+    usage_line = f"usage: stream-tts node {{{','.join(NODES)}}} [--config FILE]"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"{usage_line}\n\nRun one node in the foreground (supervisord runs these).")
+        return 0
     if not argv or argv[0] not in NODES:
-        print(f"usage: stream-tts node {{{','.join(NODES)}}} [--config FILE]", file=sys.stderr)
+        print(usage_line, file=sys.stderr)
         return 2
     return _load(NODES[argv[0]])(argv[1:])
 

@@ -148,8 +148,13 @@ def cli_keys(argv: list[str]) -> int:
     assert folder is not None
     keys = make_keys(folder)
     if args.authorize:
-        if zmq.auth.load_certificate(args.authorize)[0] is None:
-            print(f"E keys: {args.authorize} is not a public key file", file=sys.stderr)
+        try:
+            public, _ = zmq.auth.load_certificate(args.authorize)
+        except (OSError, ValueError) as exc:
+            print(f"E keys: cannot read a public key from {args.authorize}: {exc}", file=sys.stderr)
+            return 2
+        if not public:
+            print(f"E keys: {args.authorize} holds no public key", file=sys.stderr)
             return 2
         shutil.copy(args.authorize, keys.authorized / args.authorize.name)
     print(f"keys in {keys.folder}")

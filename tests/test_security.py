@@ -123,3 +123,17 @@ def test_curve_across_hosts(tmp_path: Path) -> None:
         finally:
             node.terminate()
             node.wait(timeout=10)
+
+
+def test_keys_cli_authorizes_a_peer_and_refuses_a_missing_key_clearly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import zmq.auth
+
+    zmq.auth.create_certificates(str(tmp_path), "peer")
+    cmd = [sys.executable, "-m", "bus.cli", "keys", "--dir", str(tmp_path / "keys")]
+    ok = subprocess.run([*cmd, "--authorize", str(tmp_path / "peer.key")], capture_output=True, text=True)
+    assert ok.returncode == 0 and "authorized clients 2" in ok.stdout
+    bad = subprocess.run([*cmd, "--authorize", str(tmp_path / "nope.key")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot read a public key" in bad.stderr and "Traceback" not in bad.stderr
