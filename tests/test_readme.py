@@ -63,7 +63,7 @@ def test_every_command_the_readme_shows_exists_with_its_flags() -> None:
         "voices",
         "keys",
     } <= set(shown)
-    missing = []
+    missing: list[str] = []
     for cmd, flags in sorted(shown.items()):
         text = help_text(cmd)
         missing += [
