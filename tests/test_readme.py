@@ -64,10 +64,12 @@ def test_every_command_the_readme_shows_exists_with_its_flags() -> None:
         "keys",
     } <= set(shown)
     missing: list[str] = []
-    for cmd, flags in sorted(shown.items()):
+    for cmd, shown_flags in sorted(shown.items()):
         text = help_text(cmd)
         missing += [
-            f"stream-tts {cmd} {flag}" for flag in sorted(flags) if flag != "--help" and flag not in text
+            f"stream-tts {cmd} {flag}"
+            for flag in sorted(shown_flags)
+            if flag != "--help" and flag not in text
         ]
     assert not missing, f"the README shows flags the code does not have: {missing}"
 
