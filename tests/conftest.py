@@ -37,6 +37,8 @@ def write_config(path: Path, data_dir: Path, **sections: dict[str, object]) -> P
     raw: dict[str, object] = {
         "data_dir": str(data_dir),
         "endpoints": {name: f"tcp://127.0.0.1:{port}" for name, port in zip(LAYOUT, ports, strict=True)},
+        # WAV files, not a sound card: the same outcome on a laptop and on CI (audio tests opt in).
+        "playback": {"sink": "wav"},
     }
     raw.update(sections)
     path.write_text(tomli_w.dumps(raw), encoding="utf-8")
