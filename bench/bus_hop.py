@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.ports import free_ports
 from bus.config import load_config
 from bus.messages import AudioChunk, Message, Sentence, Stamp, decode, encode
 from bus.node import Node
@@ -64,16 +64,6 @@ def run_raw_relay(pull_addr: str, push_addr: str) -> None:
         push.send_multipart([msgpack.packb(header, use_bin_type=True), *frames[1:]])
 
 
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
@@ -95,7 +85,7 @@ def main() -> int:
         return RelayNode(load_config(args.config)).run()
 
     tmp = Path(tempfile.mkdtemp(prefix="bus-hop-"))
-    p = _ports(12)
+    p = free_ports(12)
     cfg = tmp / "relay.toml"
     endpoints = dict(
         zip(

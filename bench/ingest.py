@@ -19,7 +19,6 @@ import argparse
 import json
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.ports import free_ports
 from bus.client import Publisher
 from bus.config import load_config
 from bus.endpoints import LAYOUT
@@ -90,16 +90,6 @@ def compute_delay(pieces: list[str]) -> list[float]:
         if out:
             delays.append(took / 1e6)
     return delays
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def bus_delay(pieces: list[str], want: int) -> dict[str, list[float]]:

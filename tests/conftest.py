@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,22 +12,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from bench.ports import free_ports
 from bus.config import Config, load_config
 from bus.endpoints import LAYOUT
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def write_config(path: Path, data_dir: Path, **sections: dict[str, object]) -> Path:
