@@ -121,8 +121,8 @@ def main() -> int:
         )
         # Warm up both lanes (connections, allocators) before timing.
         for out, inp in lanes.values():
-            for _ in range(200):
-                out.send_multipart(encode(sentence))
+            for i in range(200):  # distinct ids: the runtime drops duplicates (bus/freshness.py)
+                out.send_multipart(encode(Sentence(stream="warm-up", seq=i, text=sentence.text)))
                 if not inp.poll(10_000):
                     raise SystemExit("relay did not answer: is the venv set up?")
                 decode(inp.recv_multipart())
