@@ -105,6 +105,16 @@ class Journal:
         ).fetchone()
         return Entry(*row) if row else None
 
+    def first_attempt_times(self, limit: int) -> list[tuple[int, float]]:
+        """(characters, seconds from journaled to played) of the newest sentences played at their
+        first attempt: what a restarted ingest seeds its deadline estimate with."""
+        rows = self._db.execute(
+            "SELECT length(text), done_ns - created_ns FROM sentences"
+            " WHERE state=? AND attempt=0 AND done_ns IS NOT NULL ORDER BY done_ns DESC LIMIT ?",
+            (PLAYED, limit),
+        ).fetchall()
+        return [(int(chars), ns / 1e9) for chars, ns in reversed(rows)]
+
     def prune(self, keep: int = KEEP_DONE) -> int:
         cur = self._db.execute(
             "DELETE FROM sentences WHERE state!=? AND rowid NOT IN"

@@ -12,14 +12,13 @@ field, oversize frame, non-UTF-8 text, a payload that does not fit its format) i
 from __future__ import annotations
 
 import dataclasses
-import time
-import types
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import msgpack
+
+from bus.wire import PAYLOAD, STAMPS, BadMessage, Stamp, Stamps, check, schema  # noqa: F401 (re-exported)
 
 VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -31,45 +30,6 @@ KEY_TYPE = "type"
 
 # Bytes per sample of each PCM format an AudioChunk may carry.
 SAMPLE_BYTES = {"f32le": 4, "s16le": 2}
-
-
-class BadMessage(ValueError):
-    """A frame list that is not a valid message; says which field and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Stamp:
-    """When one stage received a message and when it sent what it made of it (ns)."""
-
-    stage: str
-    recv_wall_ns: int
-    recv_mono_ns: int
-    sent_wall_ns: int
-    sent_mono_ns: int
-
-    @property
-    def held_ms(self) -> float:
-        return (self.sent_mono_ns - self.recv_mono_ns) / 1e6
-
-    def to_wire(self) -> list[Any]:
-        return [self.stage, self.recv_wall_ns, self.recv_mono_ns, self.sent_wall_ns, self.sent_mono_ns]
-
-    @classmethod
-    def from_wire(cls, raw: Any) -> Stamp:
-        if not isinstance(raw, list | tuple) or len(raw) != 5:
-            raise BadMessage("stamps: each stamp is a list of 5 items")
-        stage, *times = raw
-        if not isinstance(stage, str) or not all(type(t) is int for t in times):
-            raise BadMessage("stamps: a stamp is [stage: str, 4 x int ns]")
-        return cls(stage, *times)
-
-    @classmethod
-    def now(cls, stage: str, recv_wall_ns: int | None = None, recv_mono_ns: int | None = None) -> Stamp:
-        wall, mono = time.time_ns(), time.monotonic_ns()
-        return cls(stage, recv_wall_ns or wall, recv_mono_ns or mono, wall, mono)
-
-
-Stamps = tuple[Stamp, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +44,11 @@ class Message:
         """Header frame (+ payload frame); `extra_stamps` are appended on the wire only."""
         header: dict[str, Any] = {KEY_VERSION: self.VERSION, KEY_TYPE: self.TYPE}
         payload: bytes | None = None
-        for f in _schema(type(self)):
+        for f in schema(type(self)):
             value = getattr(self, f.name)
-            if f.kind == _PAYLOAD:
+            if f.kind == PAYLOAD:
                 payload = value
-            elif f.kind == _STAMPS:
+            elif f.kind == STAMPS:
                 header["stamps"] = [s.to_wire() for s in (*value, *extra_stamps)]
             else:
                 header[f.name] = value
@@ -100,8 +60,8 @@ class Message:
     @classmethod
     def from_header(cls, header: dict[str, Any], payload: bytes | None) -> Message:
         kwargs: dict[str, Any] = {}
-        for f in _schema(cls):
-            if f.kind == _PAYLOAD:
+        for f in schema(cls):
+            if f.kind == PAYLOAD:
                 if payload is None:
                     raise BadMessage(f"{cls.TYPE}: missing payload frame ({f.name})")
                 kwargs[f.name] = payload
@@ -112,7 +72,7 @@ class Message:
                 if f.required:
                     raise BadMessage(f"{cls.TYPE}: missing field {f.name!r}") from None
                 continue
-            kwargs[f.name] = _check(cls.TYPE, f, value)
+            kwargs[f.name] = check(cls.TYPE, f, value)
         if cls.PAYLOAD_FIELD is None and payload is not None:
             raise BadMessage(f"{cls.TYPE}: carries no payload, got a second frame")
         msg = cls(**kwargs)
@@ -425,67 +385,3 @@ def _as_bytes(frame: Any) -> bytes:
     if hasattr(frame, "bytes"):  # zmq.Frame
         return bytes(frame.bytes)
     raise BadMessage(f"frame of type {type(frame).__name__} is not bytes")
-
-
-# Field kinds of the precompiled schema: checked by exact type, fast enough for every hop.
-_PLAIN, _FLOAT, _DICT, _STAMPS, _PAYLOAD = range(5)
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    name: str
-    kind: int
-    types: tuple[type, ...]  # exact types accepted (bool is not an int here)
-    required: bool
-    optional: bool  # None accepted
-
-
-_SCHEMAS: dict[type, tuple[_Field, ...]] = {}
-
-
-def _schema(cls: type) -> tuple[_Field, ...]:
-    schema = _SCHEMAS.get(cls)
-    if schema is None:
-        schema = _SCHEMAS[cls] = _compile(cls)
-    return schema
-
-
-def _compile(cls: type) -> tuple[_Field, ...]:
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        hint, optional = hints[f.name], False
-        if typing.get_origin(hint) in (Union, types.UnionType):
-            args = typing.get_args(hint)
-            optional = type(None) in args
-            hint = next(a for a in args if a is not type(None))
-        if f.name == getattr(cls, "PAYLOAD_FIELD", None):
-            out.append(_Field(f.name, _PAYLOAD, (bytes,), required, False))
-        elif f.name == "stamps":
-            out.append(_Field(f.name, _STAMPS, (list,), required, False))
-        elif hint is float:
-            out.append(_Field(f.name, _FLOAT, (int, float), required, optional))
-        elif typing.get_origin(hint) is dict:
-            out.append(_Field(f.name, _DICT, (dict,), required, optional))
-        elif hint in (bool, int, str, bytes):
-            out.append(_Field(f.name, _PLAIN, (hint,), required, optional))
-        else:  # pragma: no cover - a programming error in a dataclass
-            raise RuntimeError(f"{cls.__name__}.{f.name}: unsupported annotation {hint!r}")
-    return tuple(out)
-
-
-def _check(kind: str, f: _Field, value: Any) -> Any:
-    """Value if it has the declared type (stamps converted), else BadMessage."""
-    if type(value) in f.types:
-        if f.kind == _STAMPS:
-            return tuple(Stamp.from_wire(s) for s in value)
-        if f.kind == _FLOAT:
-            return float(value)
-        if f.kind == _DICT and not all(type(k) is str for k in value):
-            raise BadMessage(f"{kind}: field {f.name!r} must have str keys")
-        return value
-    if value is None and f.optional:
-        return None
-    expected = "list of stamps" if f.kind == _STAMPS else "/".join(t.__name__ for t in f.types)
-    raise BadMessage(f"{kind}: field {f.name!r} must be {expected}, got {type(value).__name__}")

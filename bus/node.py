@@ -25,11 +25,11 @@ from bus.config import Config
 from bus.endpoints import EndpointError
 from bus.errors import EngineError
 from bus.freshness import Freshness
+from bus.heartbeat import Heartbeat
 from bus.messages import (
     EVENT_DROPPED,
     EVENT_ERROR,
     EVENT_FINISHED,
-    EVENT_HEARTBEAT,
     EVENT_READY,
     BadMessage,
     Cancel,
@@ -43,7 +43,6 @@ from bus.messages import (
 from bus.security import SecurityError
 
 POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
-HEARTBEAT_S = 1.0  # state and counters to the tap; `up` and `status` read them
 EVENT_STALE = "stale"  # a cancelled, superseded or duplicate message, not acted on
 SEND_RETRY_MS = 500  # a blocked send (peer gone, queue full) is retried until shutdown
 TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
@@ -141,7 +140,7 @@ class Node:
         ep = self.config.endpoints
         self._tap = ep.connect_socket(ctx, "tap_in")
         self._tap.setsockopt(zmq.SNDHWM, TAP_HWM)
-        heartbeat = _Heartbeat(self, ctx)
+        heartbeat = Heartbeat(self, ctx)
         heartbeat.start()
         ins = [ep.bind_socket(ctx, name) for name in self.inputs]
         control = ep.connect_socket(ctx, "control") if self.listens_control else None
@@ -286,42 +285,6 @@ class Node:
             yield item
             if not self.running:
                 return
-
-
-class _Heartbeat:
-    """A thread with its own PUB socket: the node's state reaches the tap even mid-inference."""
-
-    def __init__(self, node: Node, ctx: zmq.Context) -> None:
-        self.node = node
-        self.ctx = ctx
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{node.name}-heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        sock = self.node.config.endpoints.connect_socket(self.ctx, "tap_in")
-        sock.setsockopt(zmq.SNDHWM, 100)
-        try:
-            while not self._stop.is_set():
-                n = self.node
-                ev = TapEvent(
-                    node=n.name,
-                    kind=EVENT_HEARTBEAT,
-                    detail={"state": n.state, "error": n.state_detail, "pid": os.getpid(), **n.counters},
-                    wall_ns=time.time_ns(),
-                    mono_ns=time.monotonic_ns(),
-                )
-                with contextlib.suppress(zmq.ZMQError):
-                    sock.send_multipart(encode(ev), flags=zmq.NOBLOCK)
-                self._stop.wait(HEARTBEAT_S)
-        finally:
-            sock.close(linger=0)
 
 
 def setup_logging(name: str) -> None:

@@ -20,8 +20,6 @@ import zmq
 from bus.config import Config, ConfigError, load_config
 from bus.messages import BadMessage, TapEvent, decode
 
-HEARTBEAT_S = 1.0
-
 
 def run_proxy(config: Config) -> int:
     """Bind tap_in (XSUB) and tap_out (XPUB) and forward until SIGTERM."""

@@ -59,7 +59,7 @@ def test_heartbeats_carry_state_and_counters(bus_env: BusEnv) -> None:
     bus_env.start("tap-proxy")
     bus_env.start("node", "ingest")
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "tap", "--heartbeats", "--node", "ingest", "--seconds", "3"],
+        [sys.executable, "-m", "bus.cli", "tap", "--type", "heartbeat", "--node", "ingest", "--seconds", "3"],
         env=bus_env.env(),
         cwd=REPO,
         capture_output=True,

@@ -1,0 +1,118 @@
+"""The wire's building blocks under bus/messages.py: the one error type, stage stamps, and the
+per-type field schemas that `decode` checks every header against.
+
+A schema is compiled once per message class from its dataclass fields and type hints; checking a
+field is then one exact-type test (bool is not an int here), fast enough for every hop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Union
+
+
+class BadMessage(ValueError):
+    """A frame list that is not a valid message; says which field and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When one stage received a message and when it sent what it made of it (ns)."""
+
+    stage: str
+    recv_wall_ns: int
+    recv_mono_ns: int
+    sent_wall_ns: int
+    sent_mono_ns: int
+
+    @property
+    def held_ms(self) -> float:
+        return (self.sent_mono_ns - self.recv_mono_ns) / 1e6
+
+    def to_wire(self) -> list[Any]:
+        return [self.stage, self.recv_wall_ns, self.recv_mono_ns, self.sent_wall_ns, self.sent_mono_ns]
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Stamp:
+        if not isinstance(raw, list | tuple) or len(raw) != 5:
+            raise BadMessage("stamps: each stamp is a list of 5 items")
+        stage, *times = raw
+        if not isinstance(stage, str) or not all(type(t) is int for t in times):
+            raise BadMessage("stamps: a stamp is [stage: str, 4 x int ns]")
+        return cls(stage, *times)
+
+    @classmethod
+    def now(cls, stage: str, recv_wall_ns: int | None = None, recv_mono_ns: int | None = None) -> Stamp:
+        wall, mono = time.time_ns(), time.monotonic_ns()
+        return cls(stage, recv_wall_ns or wall, recv_mono_ns or mono, wall, mono)
+
+
+Stamps = tuple[Stamp, ...]
+
+
+# Field kinds of the precompiled schema: checked by exact type, fast enough for every hop.
+PLAIN, FLOAT, DICT, STAMPS, PAYLOAD = range(5)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    kind: int
+    types: tuple[type, ...]  # exact types accepted (bool is not an int here)
+    required: bool
+    optional: bool  # None accepted
+
+
+SCHEMAS: dict[type, tuple[Field, ...]] = {}
+
+
+def schema(cls: type) -> tuple[Field, ...]:
+    schema = SCHEMAS.get(cls)
+    if schema is None:
+        schema = SCHEMAS[cls] = compile_schema(cls)
+    return schema
+
+
+def compile_schema(cls: type) -> tuple[Field, ...]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        hint, optional = hints[f.name], False
+        if typing.get_origin(hint) in (Union, types.UnionType):
+            args = typing.get_args(hint)
+            optional = type(None) in args
+            hint = next(a for a in args if a is not type(None))
+        if f.name == getattr(cls, "PAYLOAD_FIELD", None):
+            out.append(Field(f.name, PAYLOAD, (bytes,), required, False))
+        elif f.name == "stamps":
+            out.append(Field(f.name, STAMPS, (list,), required, False))
+        elif hint is float:
+            out.append(Field(f.name, FLOAT, (int, float), required, optional))
+        elif typing.get_origin(hint) is dict:
+            out.append(Field(f.name, DICT, (dict,), required, optional))
+        elif hint in (bool, int, str, bytes):
+            out.append(Field(f.name, PLAIN, (hint,), required, optional))
+        else:  # pragma: no cover - a programming error in a dataclass
+            raise RuntimeError(f"{cls.__name__}.{f.name}: unsupported annotation {hint!r}")
+    return tuple(out)
+
+
+def check(kind: str, f: Field, value: Any) -> Any:
+    """Value if it has the declared type (stamps converted), else BadMessage."""
+    if type(value) in f.types:
+        if f.kind == STAMPS:
+            return tuple(Stamp.from_wire(s) for s in value)
+        if f.kind == FLOAT:
+            return float(value)
+        if f.kind == DICT and not all(type(k) is str for k in value):
+            raise BadMessage(f"{kind}: field {f.name!r} must have str keys")
+        return value
+    if value is None and f.optional:
+        return None
+    expected = "list of stamps" if f.kind == STAMPS else "/".join(t.__name__ for t in f.types)
+    raise BadMessage(f"{kind}: field {f.name!r} must be {expected}, got {type(value).__name__}")
