@@ -13,7 +13,11 @@ so floor = model bytes / bandwidth; an 8-token clause needs 8 such passes (prefi
 Needs only llama_cpp, gguf and numpy (plus this repo's nodes/ and models/, pure Python).
 
     python bench/translate.py [--model PATH] [--n-gpu-layers N] [--sentences 12]
-        [--bandwidth-gbs 3350] [--out bench/results/translate-<host>.json]
+        [--bandwidth-gbs 3350] [--flash-attn] [--out bench/results/translate-<host>.json]
+
+--flash-attn loads the model with llama.cpp's flash attention on (the engine leaves it off).
+On CUDA, llama.cpp captures batch-1 decode steps in CUDA graphs unless the environment has
+GGML_CUDA_DISABLE_GRAPHS set (read once per process): the result records which.
 
 Without --model it builds the tiny random-weight GGUF in a temp dir (numbers then describe
 llama.cpp's overhead, not a real model).
@@ -137,6 +141,30 @@ def measure(engine: LlamaTranslator, text: str) -> dict[str, Any]:
     return row
 
 
+def llama_perf(llm: llama_cpp.Llama) -> dict[str, float]:
+    """llama.cpp's own counters over the measured sentences: time inside llama_decode until the
+    result is synchronized (so GPU time included), per single-token decode and per prompt token;
+    what the Python loop adds on top is the rest of ms_per_token."""
+    p = llama_cpp.llama_perf_context(llm.ctx)
+    return {
+        "n_eval": p.n_eval,
+        "decode_ms_per_token": round(p.t_eval_ms / max(1, p.n_eval), 4),
+        "n_p_eval": p.n_p_eval,
+        "prompt_ms_per_token": round(p.t_p_eval_ms / max(1, p.n_p_eval), 4),
+    }
+
+
+def with_flash_attn() -> None:
+    """Every Llama made from here on (the engine's too) gets flash_attn=True unless told."""
+    original = llama_cpp.Llama.__init__
+
+    def init(self: llama_cpp.Llama, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("flash_attn", True)
+        original(self, *args, **kwargs)
+
+    llama_cpp.Llama.__init__ = init  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="GGUF (a split model: its first shard); default: tiny model")
@@ -146,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--bandwidth-gbs", type=float, default=None, help="GPU memory bandwidth, GB/s")
+    ap.add_argument("--flash-attn", action="store_true", help="llama.cpp flash attention on")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.flash_attn:
+        with_flash_attn()
 
     tmp = None
     model = args.model
@@ -167,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t0
     "".join(engine.translate("Warming up."))  # first-call allocations out of the numbers
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(args.sentences)]
+    llama_cpp.llama_perf_context_reset(engine.llm.ctx)
     rows = [measure(engine, t) for t in texts]
+    perf = llama_perf(engine.llm)
     engine.close()
 
     keys = [k for k in rows[0] if k != "text"]
@@ -199,9 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         "n_ctx": args.n_ctx,
         "threads": args.threads,
         "max_tokens": args.max_tokens,
+        "flash_attn": args.flash_attn,
+        "cuda_graphs": engine.backend == "cuda" and "GGML_CUDA_DISABLE_GRAPHS" not in os.environ,
         "system_prompt_tokens": len(engine.system_tokens),
         "sentences": rows,
         "median": median,
+        "llama_perf": perf,
         "floor": floor,
     }
     print_table(result)
@@ -256,6 +292,11 @@ def print_table(r: dict[str, Any]) -> None:
             f"{f['ttfc8_ms']:.4g} ms per 8-token clause"
         )
         print(f"  measured / floor: {f['ratio_ms_per_token']:g}x per token, {f['ratio_ttfc8']:g}x ttfc8")
+    p = r["llama_perf"]
+    print(
+        f"  inside llama.cpp: {p['decode_ms_per_token']:g} ms per decoded token ({p['n_eval']} tokens), "
+        f"{p['prompt_ms_per_token']:g} ms per prompt token ({p['n_p_eval']} tokens)"
+    )
 
 
 if __name__ == "__main__":

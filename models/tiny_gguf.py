@@ -20,6 +20,7 @@ every key in a fixed order.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +254,195 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1) -> Path:
 def _bpe_piece(ch: str) -> str:
     b2u = byte_to_unicode()
     return "".join(b2u[b] for b in ch.encode("utf-8"))
+
+
+# ---- real-size random-weight Qwen2 GGUFs (for timing on a GPU; values never matter there) -------
+
+
+@dataclass(frozen=True)
+class Qwen2Dims:
+    """The shapes that decide a Qwen2 model's cost (its config.json, in GGUF terms)."""
+
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int
+    n_vocab: int
+    context_length: int = 32768
+    rope_freq_base: float = 1_000_000.0
+    rms_eps: float = 1e-6
+    tied: bool = False  # output head shares token_embd (Qwen2.5 up to 3B); 7B and 72B have their own
+    name: str = "qwen2-random"
+
+    @property
+    def n_params(self) -> int:
+        head_dim = self.n_embd // self.n_head
+        kv = head_dim * self.n_head_kv
+        attn = self.n_embd * (2 * self.n_embd + 2 * kv) + self.n_embd + 2 * kv
+        ffn = 3 * self.n_embd * self.n_ff
+        per_layer = attn + ffn + 2 * self.n_embd
+        heads = self.n_vocab * self.n_embd * (1 if self.tied else 2)
+        return self.n_layer * per_layer + heads + self.n_embd
+
+
+# Qwen/Qwen2.5-7B-Instruct and -72B-Instruct config.json (hidden_size, num_hidden_layers,
+# num_attention_heads, num_key_value_heads, intermediate_size, vocab_size, rope_theta,
+# rms_norm_eps, tie_word_embeddings false, max_position_embeddings 32768).
+QWEN25_7B = Qwen2Dims(3584, 28, 28, 4, 18944, 152064, name="qwen2.5-7b-instruct-shaped-random")
+QWEN25_72B = Qwen2Dims(8192, 80, 64, 8, 29568, 152064, name="qwen2.5-72b-instruct-shaped-random")
+TINY = Qwen2Dims(N_EMBD, N_LAYER, N_HEAD, N_HEAD_KV, N_FF, 512, CONTEXT_LENGTH, name="qwen2-small-random")
+
+
+def tiktoken_vocab(path: Path) -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token types, merges) of a byte-level BPE from a tiktoken ranks file (base64 token,
+    rank per line), with the ChatML specials appended: a vocabulary that splits English into
+    real-world-sized pieces, so prompt token counts are close to a real model's. Each merge is
+    recovered as tiktoken's own converters do: the pair that BPE with ranks below the token's
+    own rank leaves (tokens that do not reduce to one pair stay, unreachable)."""
+    import base64
+
+    from gguf import TokenType
+
+    ranks: dict[bytes, int] = {}
+    for line in Path(path).read_text(encoding="ascii").splitlines():
+        if line.strip():
+            b64, rank = line.split()
+            ranks[base64.b64decode(b64)] = int(rank)
+    by_rank = sorted(ranks, key=ranks.__getitem__)
+    if [ranks[t] for t in by_rank] != list(range(len(by_rank))):
+        raise ValueError(f"{path}: ranks are not 0..n-1")
+    b2u = byte_to_unicode()
+
+    def text(b: bytes) -> str:
+        return "".join(b2u[x] for x in b)
+
+    merges: list[str] = []
+    for tok in by_rank:
+        if len(tok) < 2:
+            continue
+        parts = _bpe(ranks, tok, ranks[tok])
+        if len(parts) == 2:
+            merges.append(f"{text(parts[0])} {text(parts[1])}")
+    tokens = [text(t) for t in by_rank]
+    types = [int(TokenType.NORMAL)] * len(tokens) + [int(TokenType.CONTROL)] * len(SPECIALS)
+    return [*tokens, *SPECIALS], types, merges
+
+
+def _bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
+    parts = [bytes([b]) for b in token]
+    while len(parts) > 1:
+        best, best_rank = -1, max_rank
+        for i in range(len(parts) - 1):
+            r = ranks.get(parts[i] + parts[i + 1])
+            if r is not None and r < best_rank:
+                best, best_rank = i, r
+        if best < 0:
+            break
+        parts[best : best + 2] = [parts[best] + parts[best + 1]]
+    return parts
+
+
+def write_random_qwen2_gguf(
+    path: Path,
+    dims: Qwen2Dims,
+    seed: int = 0,
+    vocab: tuple[list[str], list[int], list[str]] | None = None,
+    std: float = 0.02,
+) -> Path:
+    """Write an f16 Qwen2 GGUF of any size with random weights (atomically) and return `path`:
+    the exact tensor names, shapes and metadata of a real Qwen2.5-Instruct GGUF of `dims`, so
+    llama.cpp loads, quantizes and runs it at the real cost. The tokenizer is `vocab` (default:
+    the tiny byte-level one; tiktoken_vocab() for realistic prompt lengths), padded with unused
+    tokens to dims.n_vocab. Tensors are streamed to disk one at a time (a 7B model is 15 GB);
+    each is a slice of one shared pool of N(0, std) values at a random offset, which keeps
+    writing at disk speed. Same seed, same bytes."""
+    import shutil
+    import tempfile
+
+    import gguf
+
+    tokens, types, merges = vocab if vocab is not None else tiny_vocab()
+    if len(tokens) > dims.n_vocab:
+        raise ValueError(f"vocabulary has {len(tokens)} tokens, more than n_vocab {dims.n_vocab}")
+    pad = dims.n_vocab - len(tokens)
+    tokens = [*tokens, *(f"[PAD{i}]" for i in range(pad))]
+    types = [*types, *[int(gguf.TokenType.UNUSED)] * pad]
+    eot_id, im_end_id = tokens.index(SPECIALS[0]), tokens.index(SPECIALS[2])
+    rng = np.random.default_rng(seed)
+
+    head_dim = dims.n_embd // dims.n_head
+    kv = head_dim * dims.n_head_kv
+    e, f = dims.n_embd, dims.n_ff
+    # (name, numpy shape = ggml's reversed, kind): "w" f16 matrix, "b" f32 bias, "n" f32 norm (ones)
+    spec: list[tuple[str, tuple[int, ...], str]] = [("token_embd.weight", (dims.n_vocab, e), "w")]
+    for i in range(dims.n_layer):
+        p = f"blk.{i}."
+        spec += [
+            (p + "attn_norm.weight", (e,), "n"),
+            (p + "attn_q.weight", (e, e), "w"),
+            (p + "attn_q.bias", (e,), "b"),
+            (p + "attn_k.weight", (kv, e), "w"),
+            (p + "attn_k.bias", (kv,), "b"),
+            (p + "attn_v.weight", (kv, e), "w"),
+            (p + "attn_v.bias", (kv,), "b"),
+            (p + "attn_output.weight", (e, e), "w"),
+            (p + "ffn_norm.weight", (e,), "n"),
+            (p + "ffn_gate.weight", (f, e), "w"),
+            (p + "ffn_up.weight", (f, e), "w"),
+            (p + "ffn_down.weight", (e, f), "w"),
+        ]
+    spec.append(("output_norm.weight", (e,), "n"))
+    if not dims.tied:
+        spec.append(("output.weight", (dims.n_vocab, e), "w"))
+
+    largest = max(int(np.prod(s)) for _, s, k in spec if k == "w")
+    pool = (rng.standard_normal(min(largest, 1 << 26), dtype=np.float32) * std).astype(np.float16)
+
+    def tensor(shape: tuple[int, ...], kind: str) -> np.ndarray:
+        n = int(np.prod(shape))
+        if kind == "n":
+            return np.ones(shape, dtype=np.float32)
+        if kind == "b":
+            return rng.normal(0.0, std, size=shape).astype(np.float32)
+        start = int(rng.integers(pool.size))
+        return np.resize(np.concatenate((pool[start:], pool[:start])), n).reshape(shape)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".random-gguf-", dir=path.parent))
+    w = gguf.GGUFWriter(str(tmp_dir / path.name), "qwen2")
+    w.add_name(dims.name)
+    w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    w.add_context_length(dims.context_length)
+    w.add_embedding_length(e)
+    w.add_block_count(dims.n_layer)
+    w.add_feed_forward_length(f)
+    w.add_head_count(dims.n_head)
+    w.add_head_count_kv(dims.n_head_kv)
+    w.add_rope_freq_base(dims.rope_freq_base)
+    w.add_layer_norm_rms_eps(dims.rms_eps)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(eot_id)
+    w.add_eos_token_id(im_end_id)
+    w.add_pad_token_id(eot_id)
+    w.add_add_bos_token(False)
+    w.add_chat_template(QWEN25_CHAT_TEMPLATE)
+    for name, shape, kind in spec:
+        dtype = np.dtype(np.float16 if kind == "w" else np.float32)
+        w.add_tensor_info(name, shape, dtype, int(np.prod(shape)) * dtype.itemsize)
+    try:
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for _name, shape, kind in spec:
+            w.write_tensor_data(tensor(shape, kind))
+        w.close()
+        os.replace(tmp_dir / path.name, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path

@@ -1,0 +1,40 @@
+#!/bin/bash
+# Device-side orchestration, started detached (setsid) so that it outlives one `run` call:
+#   bash bench/gpu/job.sh start STAGES...   stages: wheels build trans7b trans72b ...
+#   bash bench/gpu/job.sh wait SECONDS      wait for the job, then copy results to $OUT
+W=/tmp/gpu; mkdir -p $W
+case "$1" in
+start)
+  shift
+  rm -f $W/job.done
+  setsid nohup bash bench/gpu/job.sh run "$@" > $W/job.log 2>&1 < /dev/null &
+  echo "started $*";;
+run)
+  shift
+  export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+  for s in "$@"; do
+    echo "=== $(date +%T) $s"; rm -f $W/$s.rc
+    case $s in
+      wheels) python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; rc=$?;;
+      build) bash bench/gpu/build_llama.sh $PWD/.device/llama-src.tgz > $W/build.log 2>&1 && \
+             python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/llama-wheel/*.whl; rc=$?;;
+      prebuilt) cat .device/wheel/llama_cpp_python.whl.part* > /tmp/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl && \
+             python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl; rc=$?;;
+      trans7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,7b,bench7b,report --results $W/results; rc=$?;;
+      trans72b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages 72b,bench72b,report --results $W/results; rc=$?;;
+      *) echo "unknown stage $s"; rc=2;;
+    esac
+    echo $rc > $W/$s.rc; echo "=== $(date +%T) $s rc=$rc"
+    [ $rc = 0 ] || break
+  done
+  touch $W/job.done;;
+wait)
+  end=$((SECONDS + $2))
+  while [ ! -e $W/job.done ] && [ $SECONDS -lt $end ]; do sleep 5; done
+  [ -e $W/job.done ] && echo "JOB DONE" || echo "JOB STILL RUNNING"
+  tail -c 6000 $W/job.log; echo; tail -c 1500 $W/build.log 2>/dev/null
+  cp $W/job.log $OUT/ 2>/dev/null; [ -d $W/results ] && tar czf $OUT/results.tgz -C $W results state.json 2>/dev/null
+  gzip -c $W/build.log > $OUT/build.log.gz 2>/dev/null
+  if ls /tmp/llama-wheel/*.whl >/dev/null 2>&1 && [ ! -e $W/wheel.sent ]; then
+    split -b 15M /tmp/llama-wheel/*.whl $OUT/llama_cpp_python.whl.part && touch $W/wheel.sent; ls -la $OUT; fi;;
+esac
