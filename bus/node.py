@@ -44,6 +44,7 @@ from bus.security import SecurityError
 
 POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
 EVENT_STALE = "stale"  # a cancelled, superseded or duplicate message, not acted on
+SETUP_FAILURE_PAUSE_S = 5.0  # a node whose setup crashed says why this long before it exits
 SEND_RETRY_MS = 500  # a blocked send (peer gone, queue full) is retried until shutdown
 TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
 ZERO_COPY_BYTES = 65_536
@@ -163,6 +164,16 @@ class Node:
             self.counters["errors"] += 1
             self.event(EVENT_ERROR, error=str(exc), fatal=False, during="setup")
             log.error("E %s: %s", self.name, exc)
+        except Exception as exc:  # a bug or a bad setting: say so where people look, then crash
+            why = f"{type(exc).__name__}: {exc}"
+            self.state, self.state_detail = "crashing", why
+            self.event(EVENT_ERROR, error=why, fatal=True, during="setup")
+            log.exception("E %s: setup failed", self.name)
+            # Heartbeats keep saying why for a while; the pause also paces supervisord's restarts,
+            # so a node that can never start costs a restart every few seconds, not a busy loop.
+            time.sleep(SETUP_FAILURE_PAUSE_S)
+            heartbeat.stop()
+            raise
         poller = zmq.Poller()
         if control is not None:
             poller.register(control, zmq.POLLIN)

@@ -25,6 +25,7 @@ PROGRAMS = ("tap", *NODES)
 SUPERVISORD_CONF = REPO_ROOT / "supervisord.conf"
 UP_TIMEOUT_S = 300.0  # real models can take minutes to load the first time
 STATUS_LISTEN_S = 1.6  # a little more than one heartbeat
+SUPERVISOR_CHECK_S = 2.0  # how often `up` asks supervisord whether a node gave up (FATAL)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def start(config: Config, tiny: bool = False, timeout_s: float = UP_TIMEOUT_S, q
                     f"E up: supervisord failed: {proc.stderr.strip() or proc.stdout.strip()}", file=sys.stderr
                 )
                 return 1
-        states = wait_ready(tap, timeout_s, quiet)
+        states = wait_ready(tap, timeout_s, quiet, conf)
     finally:
         tap.close(linger=0)
     bad = {n: s for n, s in states.items() if s.state != "ready"}
@@ -122,25 +123,50 @@ def start(config: Config, tiny: bool = False, timeout_s: float = UP_TIMEOUT_S, q
     return 0
 
 
-def wait_ready(tap: zmq.Socket, timeout_s: float, quiet: bool = False) -> dict[str, NodeState]:
-    """Node states from heartbeats until all are ready (or an error is final, or time is up)."""
+def wait_ready(
+    tap: zmq.Socket, timeout_s: float, quiet: bool = False, conf: Path | None = None
+) -> dict[str, NodeState]:
+    """Node states from heartbeats until all are ready, or each is ready or failed for good (an
+    engine error, or supervisord gave up on the process: FATAL), or time is up."""
     states = {n: NodeState(n) for n in NODES}
     deadline = time.monotonic() + timeout_s
     shown: dict[str, str] = {}
-    for ev in events(tap, timeout_s):
-        if ev.node not in states or ev.kind != "heartbeat":
-            continue
-        st = states[ev.node]
-        st.state = str(ev.detail.get("state", "unknown"))
-        st.error = str(ev.detail.get("error", ""))
-        if shown.get(ev.node) != st.state:
-            shown[ev.node] = st.state
-            _say(quiet, f"I up: {ev.node}: {st.state}")
-        if all(s.state in ("ready", "error") for s in states.values()):
-            break
-        if time.monotonic() > deadline:
+
+    def show(st: NodeState) -> None:
+        if shown.get(st.name) != st.state:
+            shown[st.name] = st.state
+            _say(quiet, f"I up: {st.name}: {st.state}" + (f" ({st.error})" if st.error else ""))
+
+    while time.monotonic() < deadline:
+        for ev in events(tap, min(SUPERVISOR_CHECK_S, max(deadline - time.monotonic(), 0.01))):
+            if ev.node in states and ev.kind == "heartbeat":
+                st = states[ev.node]
+                st.state = str(ev.detail.get("state", "unknown"))
+                st.error = str(ev.detail.get("error", ""))
+                show(st)
+            elif (
+                ev.node in states
+                and ev.kind == "error"
+                and ev.detail.get("during") == "setup"
+                and ev.detail.get("fatal")
+            ):
+                st = states[ev.node]
+                st.state, st.error = "crashing", str(ev.detail.get("error", ""))
+                show(st)
+        if conf is not None:
+            for line in supervisorctl(conf, "status").stdout.splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] in states and parts[1] == "FATAL":
+                    st = states[parts[0]]
+                    st.state, st.error = "fatal", f"the process keeps exiting; see {_log_of(conf, parts[0])}"
+                    show(st)
+        if all(s.state in ("ready", "error", "fatal", "crashing") for s in states.values()):
             break
     return states
+
+
+def _log_of(conf: Path, program: str) -> Path:
+    return conf.parent / "log" / f"{program}.log"
 
 
 def stop(config: Config, quiet: bool = False) -> int:
