@@ -8,7 +8,11 @@ the stream's callback), not when it was queued. With no usable device the node s
 writes one WAV per sentence instead; a device that dies mid-run is rescanned and reopened, or else
 the node falls back to WAVs; either way every sentence it holds (the one in hand too) is kept.
 Every played sentence appends one JSON line to <data_dir>/played.jsonl; a sentence is played at most
-once (a re-sent attempt of a sentence already played is dropped).
+once (a re-sent attempt of a sentence already played is dropped, and acked again when its last chunk
+comes: the first ack may have died with a crash). WAV files are written in seq order per stream,
+as the player orders the device: a sentence whose earlier seq is missing waits `gap_wait_s`, then
+the gap is skipped with a `skipped` event (a skipped one arriving later is failed, never played out
+of order); a restarted node takes up each stream after the last seq in played.jsonl.
 """
 
 from __future__ import annotations
@@ -93,6 +97,9 @@ class PlaybackNode(Node):
         self.played_log = self.config.data_dir / PLAYED_LOG
         self.played_log.parent.mkdir(parents=True, exist_ok=True)
         self.played: set[tuple[str, int]] = _already_played(self.played_log)
+        self.next_seq: dict[str, int | None] = {}  # WAV order: stream -> seq due next (None: any)
+        for stream, seq in self.played:
+            self.next_seq[stream] = max(seq + 1, self.next_seq.get(stream) or 0)
         self.held: dict[Key, _Held] = {}
         self.acks_due: list[Done] = []
         self.max_seq: dict[str, int] = {}
@@ -139,7 +146,7 @@ class PlaybackNode(Node):
                 (self.player.pause if self.paused else self.player.resume)()
             self.event("paused" if self.paused else "resumed")
             if not self.paused and self.mode == "wav":
-                return list(self._write_complete())
+                return list(self._write_ready())
         elif isinstance(msg, Volume):
             self.volume = msg.level
             if self.player is not None:
@@ -153,6 +160,8 @@ class PlaybackNode(Node):
             h for h in self.held.values() if not h.complete() and now - h.touched > self.s.stall_timeout_s
         ]:
             yield self._fail(h, f"no chunk for {self.s.stall_timeout_s:g} s: the sentence never completed")
+        if self.mode == "wav" and self.held and not self.paused:
+            yield from self._write_ready()  # a gap waited for long enough is skipped
         if self.mode != "device" or self.player is None:
             return
         for ev in self.player.events():
@@ -191,6 +200,17 @@ class PlaybackNode(Node):
     def _chunk(self, chunk: AudioChunk) -> Iterator[Message]:
         if (chunk.stream, chunk.seq) in self.played:
             self.event("duplicate", chunk, reason="sentence already played")
+            if chunk.last:  # ingest re-sent it: the first ack may have been lost with a crash
+                yield Played(
+                    stream=chunk.stream,
+                    seq=chunk.seq,
+                    attempt=chunk.attempt,
+                    samples=0,
+                    rate_hz=chunk.rate_hz,
+                    first_sample_wall_ns=0,
+                    last_sample_wall_ns=0,
+                    text_en=chunk.text_en,
+                )
             return
         if self._was_cancelled(chunk):
             self.event("dropped", chunk, reason="cancelled before it arrived")
@@ -229,7 +249,7 @@ class PlaybackNode(Node):
         if self.mode == "device":
             yield from self._feed(h)
         elif h.complete() and not self.paused:
-            yield from self._write(h)
+            yield from self._write_ready()
 
     def _feed(self, h: _Held) -> Iterator[Message]:
         """Hand the player every chunk of `h` that is next in order (opening the stream if needed)."""
@@ -341,7 +361,7 @@ class PlaybackNode(Node):
         """No usable device: say so once, then every held sentence becomes a WAV file."""
         self._go_wav(reason)
         if not self.paused:
-            yield from self._write_complete()
+            yield from self._write_ready()
 
     def _go_wav(self, reason: str) -> None:
         self.mode = "wav"
@@ -353,10 +373,41 @@ class PlaybackNode(Node):
         )
 
     # ---- sentences out ------------------------------------------------------------------------------
-    def _write_complete(self) -> Iterator[Message]:
-        for h in sorted(self.held.values(), key=lambda h: (h.first.stream, h.first.seq)):
-            if h.complete():
-                yield from self._write(h)
+    def _write_ready(self) -> Iterator[Message]:
+        """Write every complete sentence whose turn it is, in seq order per stream (module docstring)."""
+        now = time.monotonic()
+        while True:
+            heads: dict[str, _Held] = {}
+            for h in self.held.values():
+                if h.complete() and (
+                    h.first.stream not in heads or h.first.seq < heads[h.first.stream].first.seq
+                ):
+                    heads[h.first.stream] = h
+            due = None
+            for stream, h in heads.items():
+                expected = self.next_seq.get(stream, 0)
+                if expected is not None and h.first.seq < expected:
+                    yield self._fail(
+                        h, f"arrived after seq {expected - 1} of its stream was played (skipped)"
+                    )
+                    due = h
+                    break
+                if expected is None or h.first.seq == expected or now - h.touched >= self.s.gap_wait_s:
+                    if expected is not None and h.first.seq > expected:
+                        missing = list(range(expected, h.first.seq))
+                        self.event(
+                            "skipped",
+                            None,
+                            stream=stream,
+                            seq=expected,
+                            missing=missing[:50],
+                            reason=f"not here {self.s.gap_wait_s:g} s after seq {h.first.seq} was",
+                        )
+                    yield from self._write(h)
+                    due = h
+                    break
+            if due is None:
+                return
 
     def _write(self, h: _Held) -> Iterator[Message]:
         pcm = h.pcm()
@@ -388,6 +439,7 @@ class PlaybackNode(Node):
         for key in [k for k in self.held if k[:2] == h.key[:2]]:  # every attempt of this sentence
             del self.held[key]
         self.played.add(h.key[:2])
+        self.next_seq[h.first.stream] = max(h.first.seq + 1, self.next_seq.get(h.first.stream) or 0)
         self.counters["played"] += 1
         last = h.chunks[len(h.chunks) - 1]
         mine = Stamp("playback", h.arrived_wall_ns, h.arrived_mono_ns, time.time_ns(), time.monotonic_ns())
@@ -443,6 +495,8 @@ class PlaybackNode(Node):
         self.cut_ns[msg.stream] = ingest.recv_wall_ns if ingest else time.time_ns()
         for stream in [msg.stream] if msg.stream else list(self.max_seq):
             self.cut_seq[stream] = self.max_seq.get(stream, -1)
+        for stream in [msg.stream] if msg.stream else list({*self.next_seq, *self.max_seq}):
+            self.next_seq[stream] = None  # what comes next after a cancel is not known here: any seq
         self.event("cancelled", None, cancel_stream=msg.stream, reason=msg.reason, dropped=len(dropped))
 
     def _was_cancelled(self, chunk: AudioChunk) -> bool:
@@ -479,8 +533,15 @@ def _append_record(path: Path, played: Played) -> None:
 
 
 def _already_played(path: Path) -> set[tuple[str, int]]:
-    """(stream, seq) of every sentence in played.jsonl: a restarted playback plays none twice."""
+    """(stream, seq) of every sentence in played.jsonl: a restarted playback plays none twice.
+    A line torn by a crash is skipped and closed, so the next record starts on a line of its own."""
     done: set[tuple[str, int]] = set()
+    try:
+        with open(path, "rb+") as f:
+            if f.seek(0, 2) and (f.seek(-1, 2), f.read(1))[1] != b"\n":
+                f.write(b"\n")
+    except FileNotFoundError:
+        pass
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:

@@ -4,7 +4,8 @@ The runtime is one single-threaded loop, and synthesis takes seconds, so the eng
 worker thread: `handle(Clause)` feeds the sentence's TextFeed (the first clause starts the job,
 `last` closes its text), and `handle`/`tick` drain what the worker made, pushing each AudioChunk
 as soon as it exists. Sentences are synthesized one at a time, in arrival order; a sentence is
-identified by (stream, seq, attempt), and a clause seen twice is dropped.
+identified by (stream, seq, attempt), and a clause seen twice is dropped. A later attempt of a
+sentence cancels an earlier one still waiting in the queue (ingest re-sent it: one is enough).
 
 Outcomes per sentence: chunks then one with last=True; nothing speakable -> a single empty
 last chunk (so playback acks it) and a `skipped` event; any engine error (unknown voice,
@@ -191,6 +192,10 @@ class SynthesizeNode(Node):
                 return
             from nodes.cosyvoice_engine import TextFeed
 
+            for older in self.jobs.values():  # a re-sent attempt supersedes one still waiting its turn
+                if older.key[:2] == key[:2] and older.key[2] < key[2] and older.started is None:
+                    older.cancelled = True
+                    older.feed.cancel()
             job = _Job(key, msg, self._recv_wall_ns, self._recv_mono_ns, TextFeed())
             self.jobs[key] = job
             self.work.put(job)

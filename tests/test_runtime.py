@@ -123,10 +123,13 @@ def test_playback_writes_each_sentence_once_in_chunk_order_and_acks(bus_env: Bus
     record = json.loads((bus_env.data_dir / "played.jsonl").read_text().splitlines()[0])
     assert record["text_en"] == "Hello." and record["text_ja"] == "こんにちは。"
     assert [s[0] for s in record["stamps"]][-1] == "playback"
-    # A re-sent attempt of the same sentence is not played again.
+    # A re-sent attempt of the same sentence is not played again, only acked again (once, at its last
+    # chunk): the first ack may have died with a crash, and ingest would re-send it for ever.
     again, _ = _chunks("s", 0, attempt=1)
     for c in again:
         push.send_multipart(encode(c))
+    reack = recv(acks)
+    assert isinstance(reack, Played) and (reack.seq, reack.attempt, reack.samples) == (0, 1, 0)
     assert not acks.poll(1000)
     assert len((bus_env.data_dir / "played.jsonl").read_text().splitlines()) == 1
     push.close(linger=0)
