@@ -12,6 +12,7 @@ start)
 run)
   shift
   export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+  mkdir -p $W/results
   for s in "$@"; do
     echo "=== $(date +%T) $s"; rm -f $W/$s.rc
     case $s in
@@ -20,12 +21,21 @@ run)
              python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/llama-wheel/*.whl; rc=$?;;
       prebuilt) cat .device/wheel/llama_cpp_python.whl.part* > /tmp/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl && \
              python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl; rc=$?;;
+      buildbg) (nice -n 10 bash bench/gpu/build_llama.sh $PWD/.device/llama-src.tgz > $W/build.log 2>&1 && \
+             python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/llama-wheel/*.whl; \
+             echo $? > $W/buildbg.done) & rc=0;;
+      waitbuild) while [ ! -e $W/buildbg.done ]; do sleep 5; done; rc=$(cat $W/buildbg.done);;
+      graphtest) python3 -m pytest -q -p no:cacheprovider tests/test_cosyvoice_graph.py > $W/results/graphtest.txt 2>&1; rc=$?; tail -5 $W/results/graphtest.txt;;
+      synth) python3 bench/synth_gpu.py --work $W --bandwidth-gbs 2992.3 --runs 10 && cp $W/synth-gpu-real.json $W/results/ && \
+             python3 bench/synth.py --size real --runs 5 --json $W/results/synth-bench-real-cuda.json; rc=$?;;
+      flowprof) [ -e $W/cosyvoice2-real/llm.pt ] || python3 -c "import sys; sys.path.insert(0, '.'); from pathlib import Path; from models.tiny_cosyvoice import write_random_cosyvoice2 as w; w(Path('$W/cosyvoice2-real'), size='real')"
+             python3 bench/flow_profile.py --folder $W/cosyvoice2-real --out $W/results/flow-profile.json; rc=$?;;
       trans7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,7b,bench7b,report --results $W/results; rc=$?;;
       trans72b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages 72b,bench72b,report --results $W/results; rc=$?;;
       *) echo "unknown stage $s"; rc=2;;
     esac
     echo $rc > $W/$s.rc; echo "=== $(date +%T) $s rc=$rc"
-    [ $rc = 0 ] || break
+    [ $rc = 0 ] || [ $s = graphtest ] || break
   done
   touch $W/job.done;;
 wait)
