@@ -3,7 +3,8 @@
 A TOML file, every key optional (README "Configuration" lists them all):
 
     data_dir = "var"                 # journal, played.jsonl, WAVs, logs, supervisord socket
-    [endpoints]  translate = "tcp://10.0.0.2:57101"     # see bus/endpoints.py
+    [endpoints]  translate = "tcp://10.0.0.2:57101"     # see bus/endpoints.py; a list of addresses
+                                                        # for several workers of a stage
     [bind]       translate = "tcp://*:57101"
     [ingest] [translate] [synthesize] [playback]        # each node reads its own section
 

@@ -12,17 +12,24 @@ The port block (all on 127.0.0.1 by default, documented in the README):
   57107  tap_out     tap binds XPUB         `stream-tts tap`, `up`, `status` connect SUB
 
 The consumer of a stage binds (the stable address); producers connect, so a restarted producer
-reconnects by itself and several workers can share a stage. Any endpoint moves with the TOML
-config (`[endpoints] translate = "tcp://10.0.0.2:57101"`; `[bind]` gives the address the owner
-binds when it differs, e.g. "tcp://*:57101") or with an environment variable
-STREAM_TTS_ENDPOINT_<NAME> (and STREAM_TTS_BIND_<NAME>), which wins over the file.
+reconnects by itself. Any endpoint moves with the TOML config (`[endpoints] translate =
+"tcp://10.0.0.2:57101"`; `[bind]` gives the address the owner binds when it differs, e.g.
+"tcp://*:57101") or with an environment variable STREAM_TTS_ENDPOINT_<NAME> (and
+STREAM_TTS_BIND_<NAME>), which wins over the file.
+
+Several workers of one stage: each worker binds its own address, and the connectors get them all,
+`[endpoints] translate = ["tcp://10.0.0.2:57101", "tcp://10.0.0.3:57101"]` (env: comma-separated).
+The upstream PUSH then deals sentences round-robin over the workers that are up (ZMQ_IMMEDIATE:
+nothing is queued for a worker that is down; its in-flight work comes back through the journal),
+and playback puts them back in order. Only stages whose unit of work is one message can be shared
+(SHAREABLE): a sentence's clauses must all reach one synthesize worker, which round-robin would not do.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
@@ -52,6 +59,9 @@ RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 2000
 
 
+SHAREABLE = ("translate",)  # endpoints that may list several worker addresses
+
+
 class EndpointError(ValueError):
     """An endpoint name or address in config or environment is not usable."""
 
@@ -62,11 +72,12 @@ def default_endpoints(host: str = HOST, base_port: int = BASE_PORT) -> dict[str,
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Connect addresses (`connect`) and bind addresses (`bind`) of every bus socket."""
+    """Connect addresses (`connect`: the first; `peers`: all of them) and bind addresses (`bind`)."""
 
     connect: Mapping[str, str]
     bind: Mapping[str, str]
     keys_dir: Path | None = None  # CURVE keys for sockets beyond loopback (bus/security.py)
+    peers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # every worker of a stage
 
     @classmethod
     def load(
@@ -76,18 +87,20 @@ class Endpoints:
         environ: Mapping[str, str] | None = None,
     ) -> Endpoints:
         env = os.environ if environ is None else environ
-        connect = default_endpoints()
+        peers: dict[str, tuple[str, ...]] = {name: (addr,) for name, addr in default_endpoints().items()}
         bind: dict[str, str] = {}
-        for source, target in ((table or {}, connect), (binds or {}, bind)):
-            for name, addr in source.items():
-                target[_known(name)] = _address(name, addr)
+        for name, value in (table or {}).items():
+            peers[_known(name)] = _addresses(name, value)
+        for name, addr in (binds or {}).items():
+            bind[_known(name)] = _address(name, addr)
         for name in LAYOUT:
             if value := env.get(f"STREAM_TTS_ENDPOINT_{name.upper()}"):
-                connect[name] = _address(name, value)
+                peers[name] = _addresses(name, value.split(",") if "," in value else value)
             if value := env.get(f"STREAM_TTS_BIND_{name.upper()}"):
                 bind[name] = _address(name, value)
+        connect = {name: addrs[0] for name, addrs in peers.items()}
         full_bind = {name: bind.get(name, connect[name]) for name in LAYOUT}
-        return cls(connect=connect, bind=full_bind)
+        return cls(connect=connect, bind=full_bind, peers=peers)
 
     def bind_socket(self, ctx: zmq.Context, name: str) -> zmq.Socket:
         """The owner's socket of `name`, options set, bound."""
@@ -110,18 +123,21 @@ class Endpoints:
         return sock
 
     def connect_socket(self, ctx: zmq.Context, name: str) -> zmq.Socket:
-        """A connector's socket to `name`, options set, connected."""
+        """A connector's socket to `name` (to every worker's address), options set, connected."""
         sock = ctx.socket(LAYOUT[_known(name)][2])
         apply_options(sock)
-        if not is_loopback(self.connect[name]):
+        addrs = self.peers.get(name) or (self.connect[name],)
+        if len(addrs) > 1:  # deal only to workers that are there, not into a dead one's queue
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+        remote = [a for a in addrs if not is_loopback(a)]
+        if remote:
             try:
-                secure_client(
-                    sock, require_keys(self.keys_dir, f"connecting to {name} at {self.connect[name]}")
-                )
+                secure_client(sock, require_keys(self.keys_dir, f"connecting to {name} at {remote[0]}"))
             except Exception:
                 sock.close(0)
                 raise
-        sock.connect(self.connect[name])
+        for addr in addrs:
+            sock.connect(addr)
         return sock
 
 
@@ -142,6 +158,20 @@ def _known(name: str) -> str:
     if name not in LAYOUT:
         raise EndpointError(f"unknown endpoint {name!r}; known: {', '.join(LAYOUT)}")
     return name
+
+
+def _addresses(name: str, value: object) -> tuple[str, ...]:
+    """One address, or (for a SHAREABLE stage) a non-empty list of them."""
+    if not isinstance(value, list):
+        return (_address(name, value),)
+    if name not in SHAREABLE:
+        raise EndpointError(
+            f"endpoint {name}: only {', '.join(SHAREABLE)} may list several workers "
+            "(a sentence's clauses must reach one synthesize worker; playback is one)"
+        )
+    if not value:
+        raise EndpointError(f"endpoint {name}: an empty list of addresses")
+    return tuple(_address(name, a) for a in value)
 
 
 def _address(name: str, addr: object) -> str:
