@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nodes.errors import ContextOverflow, InferenceError, ModelLoadError
+from nodes.llama_cpu_guard import extra_buffers, use_extra_buffers
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -65,6 +66,7 @@ class LlamaSettings:
     n_threads: int | None = None  # None: llama.cpp's default
     n_gpu_layers: int | None = None  # None: every layer when llama.cpp has a GPU backend, else 0
     max_tokens: int = 256  # a hard cap on the tokens decoded for one sentence
+    cpu_extra_buffers: str | bool = "auto"  # llama.cpp repacking/AMX on the CPU (nodes/llama_cpu_guard.py)
     seed: int = 0
     reuse_prefix: bool = True  # False evaluates every prompt from scratch (for measuring)
     system_prompt: str = SYSTEM_PROMPT
@@ -161,6 +163,7 @@ class LlamaTranslator:
         if n_gpu is None:
             n_gpu = -1 if gpu_offload_supported() else 0
         self.n_gpu_layers = n_gpu
+        self.cpu_extra_buffers = True  # set by _load: whether llama.cpp's repacking/AMX is on
         self.backend = backend_name(n_gpu)
         self._llm = _load(settings, n_gpu, self)
         self.model_name = str(self._llm.metadata.get("general.name", settings.model.name))
@@ -310,15 +313,21 @@ def _load(settings: LlamaSettings, n_gpu_layers: int, owner: LlamaTranslator) ->
 
     CountingLlama.eval_log = []
     try:
-        llm = CountingLlama(
-            model_path=str(settings.model),
-            n_ctx=settings.n_ctx,
-            n_threads=settings.n_threads,
-            n_threads_batch=settings.n_threads,
-            n_gpu_layers=n_gpu_layers,
-            seed=settings.seed,
-            verbose=False,
-        )
+        extra = use_extra_buffers(settings.cpu_extra_buffers, n_gpu_layers)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    owner.cpu_extra_buffers = extra
+    try:
+        with extra_buffers(extra):
+            llm = CountingLlama(
+                model_path=str(settings.model),
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                n_threads_batch=settings.n_threads,
+                n_gpu_layers=n_gpu_layers,
+                seed=settings.seed,
+                verbose=False,
+            )
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"llama.cpp cannot load {settings.model}: {exc}") from exc
     llm.eval_log = []

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "min_clause_chars": 8,
     "context_pairs": 3,
     "max_tokens": 256,
+    "cpu_extra_buffers": "auto",
 }
 MAX_STREAMS = 64  # streams whose recent pairs are kept (least recently used forgotten first)
 KEEP_EXTRA_PAIRS = 4  # pairs kept beyond context_pairs, for sentences arriving out of order
@@ -79,6 +80,7 @@ def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[Llam
         n_threads=ints["n_threads"] or None,
         n_gpu_layers=n_gpu,
         max_tokens=ints["max_tokens"],
+        cpu_extra_buffers=cfg["cpu_extra_buffers"],
     )
     return settings, ints
 
