@@ -11,7 +11,10 @@ function behind it. `CosyVoiceEngine` is the real one: it loads a model folder
     chunks every `hop_tokens`: a smaller first hop gives earlier audio;
   * every synthesis has a deadline (`deadline_s`, waiting for text included) and can be
     cancelled through its TextFeed; it raises instead of hanging;
-  * text with nothing speakable raises NothingToSay before the model runs.
+  * text with nothing speakable raises NothingToSay before the model runs;
+  * on CUDA (`cuda_graphs`), the LM step and the flow estimator replay CUDA graphs captured at
+    load (nodes/cosyvoice_graph.py, nodes/cosyvoice_flow_graph.py): eager PyTorch is launch
+    bound there (bench/results/synth-gpu.md). Elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from nodes.errors import NothingToSay, SynthesisError, SynthesisTimeout
+from nodes.errors import ModelLoadError, NothingToSay, SynthesisError, SynthesisTimeout
 
+LM_GRAPH_MAX_LEN = 4096  # LM static cache (prompt + 80 text tokens + 20x speech tokens fit)
+FLOW_WARM_TOKENS = 200  # flow graphs captured at load for chunks up to this many tokens (8 s)
 SPLIT_AFTER = "。！？!?．.\n；;、，,：: "  # where a too-long text may be cut, strongest first
 INSTRUCT_END = "<|endofprompt|>"
 
@@ -108,6 +113,8 @@ class EngineOptions:
     instruct: str = ""
     seed: int = 0
     voices_dir: Path | None = None
+    cuda_graphs: str = "auto"  # "auto" (on when the device is CUDA), "true", "false"
+    graph_flow: bool = True  # with cuda_graphs on: the flow estimator too, not only the LM step
 
     def __post_init__(self) -> None:
         if self.first_hop_tokens < 5 or self.hop_tokens < 5:
@@ -115,6 +122,8 @@ class EngineOptions:
             raise ValueError("first_hop_tokens and hop_tokens must be at least 5")
         if self.deadline_s <= 0 or self.max_text_tokens < 5:
             raise ValueError("deadline_s must be > 0 and max_text_tokens >= 5")
+        if self.cuda_graphs not in ("auto", "true", "false"):
+            raise ValueError('cuda_graphs must be "auto", true or false')
 
 
 def speakable(text: str) -> bool:
@@ -231,6 +240,46 @@ class CosyVoiceEngine:
         self.model = load_cosyvoice2(Path(model_dir), self.options.device, self.options.dtype)
         self.bank = VoiceBank(self.model.spk2info, self.options.voices_dir, self.model.fingerprint)
         self.sample_rate_hz = self.model.sample_rate
+        self._step: Any = None  # the LM step of speech_tokens (None: the eager LmStep)
+        self.graphs = "off"  # "lm", "lm+flow", "off", or "failed: why" (auto falls back to eager)
+        want = self.options.cuda_graphs
+        if want == "true" and self.model.device.type != "cuda":
+            raise ModelLoadError(f"cuda_graphs = true needs a CUDA device, not {self.model.device}")
+        if want == "true" or (want == "auto" and self.model.device.type == "cuda"):
+            self._build_graphs()
+
+    def _build_graphs(self) -> None:
+        """Capture the LM step's and the flow estimator's graphs now (seconds), not mid-sentence."""
+        import torch
+
+        from nodes.cosyvoice_flow_graph import install
+        from nodes.cosyvoice_graph import GraphLmStep
+        from nodes.cosyvoice_stream import autocast_for
+
+        m, opts = self.model, self.options
+        flow_inner = m.flow.decoder.estimator
+        try:
+            step = GraphLmStep(m, max_len=LM_GRAPH_MAX_LEN)
+            step.warm()
+            graphed = "lm"
+            if opts.graph_flow:
+                est = install(m.flow)
+                ratio = int(m.params["token_mel_ratio"])
+                if est.bucket > 1:  # every padded length up to the limit (finalize chunks vary)
+                    mels = list(range(est.bucket, FLOW_WARM_TOKENS * ratio + 1, est.bucket))
+                else:  # exact lengths only: the default voice's streaming chunks
+                    hops = range(opts.first_hop_tokens, FLOW_WARM_TOKENS + 1, opts.hop_tokens)
+                    mels = [h * ratio for h in hops]
+                with torch.inference_mode(), autocast_for(m):
+                    est.warm(mels, m.dtype, (True, False))
+                graphed = "lm+flow"
+        except (RuntimeError, ValueError) as exc:  # a capture CUDA refuses: eager, or an error if asked
+            m.flow.decoder.estimator = flow_inner
+            if opts.cuda_graphs == "true":
+                raise ModelLoadError(f"CUDA graph capture failed: {exc}") from exc
+            self.graphs = f"failed: {type(exc).__name__}: {exc}"[:300]
+            return
+        self._step, self.graphs = step, graphed
 
     def voices(self) -> list[str]:
         return self.bank.names()
@@ -310,6 +359,7 @@ class CosyVoiceEngine:
                 min_ratio=opts.min_token_text_ratio,
                 max_ratio=opts.max_token_text_ratio,
                 max_tokens=room,
+                step=self._step,
             ):
                 tokens.append(token)
                 if len(tokens) - offset >= hop + lookahead:

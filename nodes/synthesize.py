@@ -14,7 +14,8 @@ the next sentence; cancel -> the job stops, a `cancelled` event, nothing more is
 
 Config, [synthesize] (defaults in SynthSettings): model_dir, device ("auto": cuda > mps > cpu),
 dtype ("auto": float16 on CUDA), voice ("" = the model's first speaker), instruct, frontend
-("kana" | "none"), first_hop_tokens, hop_tokens, deadline_s, max_text_tokens, seed, threads.
+("kana" | "none"), first_hop_tokens, hop_tokens, deadline_s, max_text_tokens, seed, threads,
+cuda_graphs ("auto": on when the device is CUDA; true / false).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SynthSettings:
     max_text_tokens: int = 80
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    cuda_graphs: str = "auto"  # "auto" | true | false (a TOML bool is taken as "true"/"false")
 
     @classmethod
     def from_section(cls, section: Any) -> SynthSettings:
@@ -63,6 +65,8 @@ class SynthSettings:
         values: dict[str, Any] = {}
         for key, value in section.items():
             want = kinds[key]
+            if key == "cuda_graphs" and isinstance(value, bool):
+                value = "true" if value else "false"
             ok = isinstance(value, want) and not isinstance(value, bool)
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value, ok = float(value), True
@@ -71,6 +75,8 @@ class SynthSettings:
             values[key] = value
         if values.get("frontend", "kana") not in ("kana", "none"):
             raise EngineError('[synthesize] frontend must be "kana" or "none"')
+        if values.get("cuda_graphs", "auto") not in ("auto", "true", "false"):
+            raise EngineError('[synthesize] cuda_graphs must be "auto", true or false')
         return cls(**values)
 
 
@@ -129,6 +135,7 @@ class SynthesizeNode(Node):
             dtype=str(self.engine.model.dtype),
             rate_hz=self.engine.sample_rate_hz,
             voices=self.engine.voices(),
+            cuda_graphs=getattr(self.engine, "graphs", "off"),
         )
         self.engine.bank.get(s.voice)  # an unknown voice: state "error" with the reason; sentences fail
 
@@ -151,6 +158,7 @@ class SynthesizeNode(Node):
             instruct=s.instruct,
             seed=s.seed,
             voices_dir=voices_dir(self.config.data_dir),
+            cuda_graphs=s.cuda_graphs,
         )
         return CosyVoiceEngine(self.config.path_setting("synthesize", "model_dir", s.model_dir), opts)
 

@@ -1,0 +1,280 @@
+"""The synthesize stage's first chunk on a GPU with the engine's CUDA graphs (LM step + flow
+estimator), then TTFA composed from it and the other stages' measured files (bench/ttfa_stages.py).
+
+    python bench/ttfa_gpu.py --work /tmp/gpu --out DIR [--runs 10]
+
+1. bandwidth (torch copy of 2 GiB, read + write), the floor's denominator
+2. a real-size random-weight CosyVoice2-0.5B (built if missing), fp16, loaded with graphs off
+3. the flow estimator graphed against eager on the real model (fp16, rel L2)
+4. first chunk / whole sentence: eager, LM graphed, LM + flow graphed, at first_hop 15 / 10 / 5
+5. one first chunk's flow: wall ms, CUDA kernels, host syncs (eager vs graphed)
+6. floors (bytes / bandwidth) and the composed TTFA with translate's 7B first clause and playback's
+   start latency from bench/results/
+Writes DIR/ttfa-gpu.json and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import ttfa_stages  # noqa: E402
+from bench.synth_gpu import SENTENCE, floor  # noqa: E402
+from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions  # noqa: E402
+from nodes.cosyvoice_flow_graph import GraphEstimator, static_forward  # noqa: E402
+from nodes.cosyvoice_stream import autocast_for  # noqa: E402
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def bandwidth_gbs() -> float:
+    a = torch.empty(1 << 30, dtype=torch.bfloat16, device="cuda").normal_()
+    b = torch.empty_like(a)
+    for _ in range(3):
+        b.copy_(a)
+    times = []
+    for _ in range(20):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        b.copy_(a)
+        e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e) / 1e3)
+    del a, b
+    return 2 * (1 << 31) / statistics.median(times) / 1e9
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def run_engine(engine: CosyVoiceEngine, runs: int) -> dict[str, Any]:
+    """First chunk (wall, text given at once) and the whole sentence, `runs` times after a warm-up."""
+    list(engine.synthesize(SENTENCE))
+    first, total, audio, parts = [], [], [], []
+    pcm0: Any = None
+    for _ in range(runs):
+        sync()
+        t0 = time.perf_counter()
+        chunks: list[Any] = []
+        for c in engine.synthesize(SENTENCE):
+            if not chunks:
+                first.append((time.perf_counter() - t0) * 1e3)
+                parts.append(c.timings)
+                pcm0 = c.pcm
+            chunks.append(c)
+        total.append((time.perf_counter() - t0) * 1e3)
+        audio.append(sum(c.pcm.size for c in chunks) / engine.sample_rate_hz * 1e3)
+    return {
+        "first_chunk_ms_p50": statistics.median(first),
+        "first_chunk_ms_p95": pct(first, 0.95),
+        "first_chunk_ms_all": [round(x, 2) for x in first],
+        "first_chunk_parts_p50": {
+            k: statistics.median(p[k] for p in parts) for k in ("lm_ms", "lm_steps", "flow_ms", "hift_ms")
+        },
+        "total_ms_p50": statistics.median(total),
+        "audio_ms": statistics.median(audio),
+        "rtf": statistics.median(t / a for t, a in zip(total, audio, strict=True)),
+        "first_pcm": pcm0,
+    }
+
+
+def flow_check(engine: CosyVoiceEngine, inner: Any) -> dict[str, float]:
+    """Graph replay vs eager upstream forward on the real model, first-chunk-like shapes, fp16."""
+    m = engine.model
+    wrapper = GraphEstimator(inner)
+    errs = {}
+    with torch.inference_mode(), autocast_for(m):
+        for n, streaming in ((30, True), (80, True), (130, False)):
+            g = torch.Generator().manual_seed(n)
+
+            def r(*shape: int, gen: torch.Generator = g) -> torch.Tensor:
+                return torch.randn(*shape, generator=gen).to("cuda", m.dtype)
+
+            x, mu, cond, spks = r(2, 80, n), r(2, 80, n), r(2, 80, n), r(2, 80)
+            mask = torch.ones(2, 1, n, device="cuda", dtype=m.dtype)
+            t = torch.rand(2, generator=g).to("cuda", m.dtype)
+            ref = inner(x, mask, mu, t, spks, cond, streaming=streaming).float()
+            same = static_forward(inner, x, mask, mu, t, spks, cond, streaming).float()
+            got = wrapper(x, mask, mu, t, spks, cond, streaming=streaming).float()
+            errs[f"static_vs_upstream_{n}_{streaming}"] = float((same - ref).norm() / ref.norm())
+            errs[f"graph_vs_upstream_{n}_{streaming}"] = float((got - ref).norm() / ref.norm())
+    return errs
+
+
+def flow_profile(engine: CosyVoiceEngine, tokens: int = 18, runs: int = 10) -> dict[str, Any]:
+    from bench.flow_profile import profile
+
+    m = engine.model
+    dev = m.device
+    gen = torch.Generator().manual_seed(0)
+    tok = torch.randint(0, m.params["speech_token_size"], (1, tokens), generator=gen).to(dev, torch.int32)
+    emb = engine.bank.get("").embedding.to(dev).float()
+    zero = torch.tensor([0], dtype=torch.int32, device=dev)
+
+    def chunk() -> None:
+        with torch.inference_mode(), autocast_for(m):
+            m.flow.inference(
+                token=tok,
+                token_len=torch.tensor([tokens], dtype=torch.int32, device=dev),
+                prompt_token=torch.zeros(1, 0, dtype=torch.int32, device=dev),
+                prompt_token_len=zero,
+                prompt_feat=torch.zeros(1, 0, m.params["mel_bins"], device=dev),
+                prompt_feat_len=zero,
+                embedding=emb,
+                streaming=True,
+                finalize=False,
+            )
+
+    chunk()
+    times = []
+    for _ in range(runs):
+        sync()
+        t0 = time.perf_counter()
+        chunk()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"wall_ms_p50": statistics.median(times), **profile(chunk)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--hops", default="15,10,5")
+    args = ap.parse_args(argv)
+    from models.tiny_cosyvoice import write_random_cosyvoice2
+
+    res: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(),
+        "versions": {
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "python": platform.python_version(),
+        },
+        "sentence": SENTENCE,
+        "command": "python bench/ttfa_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    try:
+        import transformers
+
+        res["versions"]["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    gbs = bandwidth_gbs()
+    res["bandwidth_gbs"] = round(gbs, 1)
+    print(f"bandwidth {gbs:.0f} GB/s", flush=True)
+    folder = args.work / "cosyvoice2-real"
+    t0 = time.perf_counter()
+    if not (folder / "llm.pt").exists():
+        write_random_cosyvoice2(folder, size="real")
+    res["build_s"] = round(time.perf_counter() - t0, 1)
+    opts = EngineOptions(device="cuda", deadline_s=600.0, max_token_text_ratio=4.0, cuda_graphs="false")
+    t0 = time.perf_counter()
+    engine = CosyVoiceEngine(folder, opts)
+    res["load_s"] = round(time.perf_counter() - t0, 1)
+    res["dtype"] = str(engine.model.dtype)
+    inner = engine.model.flow.decoder.estimator
+    print(f"built {res['build_s']} s, loaded {res['load_s']} s", flush=True)
+    res["flow_check"] = flow_check(engine, inner)
+    print("flow check", json.dumps(res["flow_check"]), flush=True)
+
+    variants: dict[str, Any] = {}
+    pcm: dict[str, Any] = {}
+
+    def bench(name: str, runs: int, **changes: Any) -> None:
+        engine.options = dataclasses.replace(engine.options, **changes)
+        r = run_engine(engine, runs)
+        pcm[name] = r.pop("first_pcm")
+        r.update(graphs=engine.graphs, first_hop_tokens=engine.options.first_hop_tokens, runs=runs)
+        variants[name] = r
+        print(name, json.dumps({k: v for k, v in r.items() if k != "first_chunk_ms_all"}), flush=True)
+
+    hops = [int(h) for h in args.hops.split(",")]
+    bench("eager hop15", 3, first_hop_tokens=15)
+    res["flow_profile_eager"] = flow_profile(engine)
+    engine.options = dataclasses.replace(engine.options, cuda_graphs="true", graph_flow=False)
+    t0 = time.perf_counter()
+    engine._build_graphs()
+    res["lm_graph_warm_s"] = round(time.perf_counter() - t0, 2)
+    bench("lm-graph hop15", 5, first_hop_tokens=15)
+    engine.options = dataclasses.replace(engine.options, graph_flow=True)
+    t0 = time.perf_counter()
+    engine._build_graphs()
+    res["lm_flow_graph_warm_s"] = round(time.perf_counter() - t0, 2)
+    est = engine.model.flow.decoder.estimator
+    res["flow_graphs_captured"] = getattr(est, "captures", 0)
+    res["flow_profile_graphed"] = flow_profile(engine)
+    for h in hops:
+        bench(f"lm+flow-graph hop{h}", args.runs, first_hop_tokens=h)
+    a, b = pcm["lm-graph hop15"], pcm["lm+flow-graph hop15"]
+    if a.shape == b.shape:
+        import numpy as np
+
+        res["first_pcm_rel_l2_flow_graph_vs_eager"] = float(
+            np.linalg.norm(a - b) / max(float(np.linalg.norm(a)), 1e-12)
+        )
+    res["flow_replays"] = getattr(est, "replays", 0)
+    res["flow_eager_calls"] = getattr(est, "eager_calls", 0)
+    res["variants"] = variants
+    for v in variants.values():
+        v["floor"] = floor(engine, v["first_chunk_parts_p50"]["lm_steps"], gbs)
+        v["ratio_p50"] = round(v["first_chunk_ms_p50"] / v["floor"]["first_chunk_ms"], 1)
+
+    results = REPO / "bench" / "results"
+    compositions = {}
+    for name in (f"lm+flow-graph hop{h}" for h in hops):
+        v = variants[name]
+        stages = {
+            "ingest": ttfa_stages.from_ingest(results / "ingest.json"),
+            "translate": ttfa_stages.from_translate(results / "translate-gpu.json"),
+            "synthesize": ttfa_stages.stage(
+                v["first_chunk_ms_p50"],
+                v["first_chunk_ms_p95"],
+                f"this run: {name}",
+                v["floor"]["first_chunk_ms"],
+            ),
+            "playback": ttfa_stages.from_playback(results / "playback.json"),
+        }
+        compositions[name] = {"stages": stages, "ttfa": ttfa_stages.compose(stages)}
+    res["ttfa_composed"] = compositions
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ttfa-gpu.json").write_text(json.dumps(res, indent=1, default=str) + "\n", encoding="utf-8")
+
+    print(
+        "\n| variant | first chunk p50 ms | p95 | LM ms | LM steps | flow ms | HiFT ms | floor ms | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, v in variants.items():
+        p = v["first_chunk_parts_p50"]
+        print(
+            f"| {name} | {v['first_chunk_ms_p50']:.1f} | {v['first_chunk_ms_p95']:.1f} | {p['lm_ms']:.1f} | "
+            f"{p['lm_steps']:.0f} | {p['flow_ms']:.1f} | {p['hift_ms']:.1f} | "
+            f"{v['floor']['first_chunk_ms']:.2f} | {v['ratio_p50']} |"
+        )
+    fe, fg = res["flow_profile_eager"], res["flow_profile_graphed"]
+    print(f"\nflow first chunk eager: {json.dumps(fe)}\nflow first chunk graphed: {json.dumps(fg)}")
+    for name, c in compositions.items():
+        print(f"\nTTFA composed with synthesize = {name}\n" + ttfa_stages.table(c["stages"], c["ttfa"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The capturable flow estimator against upstream's on the tiny CosyVoice2 model: the same output
+(streaming and not, padded masks included), padding at the end changes nothing before it, no host
+sync in the new forward (the detector sees upstream's), and on a GPU the graph replays equal eager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
+from nodes.cosyvoice_flow_graph import GraphEstimator, causal, install, static_forward
+
+SYNC_OPS = ("aten.item", "aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.masked_select")
+
+
+class OpLog(TorchDispatchMode):
+    """Records every aten op name run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops.append(str(func.overloadpacket).replace("aten::", "aten."))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture(scope="module")
+def estimator(tiny_models: tuple[Path, Path]) -> Any:
+    engine = CosyVoiceEngine(tiny_models[1], EngineOptions(device="cpu"))
+    return engine.model.flow.decoder.estimator
+
+
+def inputs(n: int, seed: int, pad: int = 0, device: str = "cpu") -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device)
+
+    mask = torch.ones(2, 1, n, device=device)
+    if pad:
+        mask[1, :, n - pad :] = 0  # the second row padded: the masks' fix-up path
+    return r(2, 80, n), mask, r(2, 80, n), torch.rand(2, generator=g).to(device), r(2, 80), r(2, 80, n)
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+@pytest.mark.parametrize(("n", "pad"), [(7, 0), (30, 0), (61, 9), (130, 75)])
+def test_static_forward_equals_upstream(estimator: Any, streaming: bool, n: int, pad: int) -> None:
+    x, mask, mu, t, spks, cond = inputs(n, seed=n + pad)
+    with torch.inference_mode():
+        ref = estimator(x, mask, mu, t, spks, cond, streaming=streaming)
+        got = static_forward(estimator, x, mask, mu, t, spks, cond, streaming)
+    assert got.shape == ref.shape
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_padding_at_the_end_changes_nothing_before_it(estimator: Any, streaming: bool) -> None:
+    assert causal(estimator)
+    n, padded = 37, 64
+    x, mask, mu, t, spks, cond = inputs(padded, seed=3)
+    mask[:, :, n:] = 0
+    with torch.inference_mode():
+        ref = estimator(x[..., :n], mask[..., :n], mu[..., :n], t, spks, cond[..., :n], streaming=streaming)
+        junk = torch.randn(2, 80, padded - n) * 50  # whatever lies in the padding must not leak back
+        x2 = torch.cat([x[..., :n], junk], dim=2)
+        got = static_forward(estimator, x2, mask, mu, t, spks, cond, streaming)[..., :n]
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_no_host_sync_in_the_static_forward(estimator: Any) -> None:
+    x, mask, mu, t, spks, cond = inputs(40, seed=1)
+    with torch.inference_mode():
+        with OpLog() as upstream:
+            estimator(x, mask, mu, t, spks, cond, streaming=True)
+        with OpLog() as ours:
+            static_forward(estimator, x, mask, mu, t, spks, cond, True)
+    assert any(op in SYNC_OPS for op in upstream.ops)  # the detector sees upstream's .item()
+    assert not [op for op in ours.ops if op in SYNC_OPS]
+
+
+def test_installed_wrapper_is_eager_on_cpu_and_the_same(tiny_models: tuple[Path, Path]) -> None:
+    engine = CosyVoiceEngine(tiny_models[1], EngineOptions(device="cpu"))
+    flow = engine.model.flow
+    inner = flow.decoder.estimator
+    wrapper = install(flow)
+    assert isinstance(wrapper, GraphEstimator) and install(flow) is wrapper
+    assert not wrapper.graphs_on
+    x, mask, mu, t, spks, cond = inputs(25, seed=5)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            flow.decoder.forward_estimator(x, mask, mu, t, spks, cond, True),
+            inner(x, mask, mu, t, spks, cond, streaming=True),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    assert wrapper.eager_calls == 1 and wrapper.replays == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_graph_replay_equals_eager_on_cuda(tiny_models: tuple[Path, Path], dtype: torch.dtype) -> None:
+    name = "float32" if dtype == torch.float32 else "float16"
+    engine = CosyVoiceEngine(tiny_models[1], EngineOptions(device="cuda", dtype=name))
+    inner = engine.model.flow.decoder.estimator
+    wrapper = GraphEstimator(inner)
+    with torch.inference_mode():
+        for n, streaming in [(30, True), (47, True), (30, True), (64, False), (90, True)]:
+            x, mask, mu, t, spks, cond = (a.to(dtype) for a in inputs(n, seed=n, device="cuda"))
+            ref = static_forward(inner, x, mask, mu, t, spks, cond, streaming)
+            got = wrapper(x, mask, mu, t, spks, cond, streaming=streaming)
+            err = (got.float() - ref.float()).norm() / ref.float().norm()
+            assert err < (1e-4 if dtype == torch.float32 else 5e-3), (n, streaming, float(err))
+    assert wrapper.replays == 5 and wrapper.captures == 4  # (32, T) twice, (64, T), (64, F), (96, T)
+
+
+def test_cuda_graphs_setting(tiny_models: tuple[Path, Path]) -> None:
+    from bus.errors import EngineError
+    from nodes.errors import ModelLoadError
+    from nodes.synthesize import SynthSettings
+
+    assert SynthSettings.from_section({"cuda_graphs": True}).cuda_graphs == "true"
+    assert SynthSettings.from_section({"cuda_graphs": False}).cuda_graphs == "false"
+    assert SynthSettings.from_section({}).cuda_graphs == "auto"
+    with pytest.raises(EngineError, match="cuda_graphs"):
+        SynthSettings.from_section({"cuda_graphs": "sometimes"})
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        EngineOptions(cuda_graphs="yes")
+    with pytest.raises(ModelLoadError, match="CUDA"):
+        CosyVoiceEngine(tiny_models[1], EngineOptions(device="cpu", cuda_graphs="true"))
+    engine = CosyVoiceEngine(tiny_models[1], EngineOptions(device="cpu"))  # auto on a CPU: eager
+    assert engine.graphs == "off" and engine._step is None
+    assert not isinstance(engine.model.flow.decoder.estimator, GraphEstimator)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_engine_with_graphs_speaks_like_without(tiny_models: tuple[Path, Path]) -> None:
+    """The graphed engine's audio against the eager one's on CUDA, float32 (sampling is seeded; the
+    flow's own noise is fixed): same number of samples, close waveforms."""
+    text = ["テストを実行しました、", "すべて通りました。"]
+    out = {}
+    for graphs in ("false", "true"):
+        engine = CosyVoiceEngine(
+            tiny_models[1], EngineOptions(device="cuda", dtype="float32", cuda_graphs=graphs)
+        )
+        assert engine.graphs == ("lm+flow" if graphs == "true" else "off")
+        out[graphs] = np.concatenate([c.pcm for c in engine.synthesize(text)])
+    a, b = out["false"], out["true"]
+    assert a.shape == b.shape and a.size > 0
+    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 1e-2
