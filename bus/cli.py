@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devices": ("nodes.playback_cli:cli_devices", "list audio output devices ([playback] device picks one)"),
     "voices": ("nodes.voices:cli_voices", "list synthesis voices; voices add NAME WAV TEXT clones one"),
     "kana": ("nodes.kana:cli_kana", "print the kana the synthesizer receives for TEXT"),
+    "bench": ("bench.ttfa:cli_bench", "time to first audio per stage (p50/p95); --stages composes it"),
 }
 
 NODES = {

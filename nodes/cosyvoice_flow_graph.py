@@ -115,6 +115,8 @@ class GraphEstimator(torch.nn.Module):
 
     def __init__(self, estimator: torch.nn.Module, graphs: bool = True, bucket: int = BUCKET_MELS) -> None:
         super().__init__()
+        if isinstance(estimator, GraphEstimator):  # already wrapped (e.g. the engine did at load)
+            estimator = estimator.inner
         self.inner: Any = estimator
         params = next(estimator.parameters())
         self.graphs_on = graphs and params.device.type == "cuda"
