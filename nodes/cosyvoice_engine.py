@@ -104,7 +104,7 @@ class EngineOptions:
 
     device: str = "auto"
     dtype: str = "auto"
-    first_hop_tokens: int = 10  # measured on an H100: 10 puts composed TTFA under 300 ms (bench/results/ttfa-gpu.md)
+    first_hop_tokens: int = 10  # H100: brings composed TTFA under 300 ms (bench/results/ttfa-gpu.md)
     hop_tokens: int = 25
     deadline_s: float = 60.0
     max_text_tokens: int = 80
