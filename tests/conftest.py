@@ -111,3 +111,16 @@ def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -
             return True
         time.sleep(interval)
     return pred()
+
+
+def stream_tts(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`stream-tts ARGS` as a user runs it, with no STREAM_TTS_* settings leaking in from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_TTS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bus.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -21,32 +21,20 @@ missing seq (longer than any retry path here), so order is kept rather than skip
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.chaos import run_chaos, table
 from bus.config import load_config
-from tests.conftest import REPO, write_config
+from tests.conftest import stream_tts, write_config
 
 pytestmark = pytest.mark.slow
 
 SENTENCES, STREAMS, KILLS = 500, 3, 100
 
 
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_TTS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "bus.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_cli = stream_tts
 
 
 def test_every_accepted_sentence_plays_once_in_order_through_100_kills(

@@ -4,26 +4,13 @@ TTFA at least the sum of its parts (the bus hops between them are the rest); `--
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_config
+from tests.conftest import stream_tts, write_config
 
-
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_TTS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "bus.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_cli = stream_tts
 
 
 @pytest.mark.slow
