@@ -233,6 +233,21 @@ class Failed(Message):
     attempt: int = 0
     stamps: Stamps = ()
 
+    @classmethod
+    def of(cls, msg: Message, stage: str, reason: str) -> Failed:
+        """The failure of the sentence `msg` belongs to, with its ids and stamps (so a failure
+        sent later, from another message's turn, still carries its own sentence's times)."""
+        text_en = msg.text if isinstance(msg, Sentence) else str(getattr(msg, "text_en", ""))
+        return cls(
+            stream=getattr(msg, "stream", ""),
+            seq=int(getattr(msg, "seq", -1)),
+            stage=stage,
+            reason=reason,
+            text_en=text_en,
+            attempt=int(getattr(msg, "attempt", 0)),
+            stamps=getattr(msg, "stamps", ()),
+        )
+
 
 @register
 @dataclass(frozen=True, slots=True)

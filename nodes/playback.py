@@ -475,14 +475,7 @@ class PlaybackNode(Node):
         if self.player is not None:
             self.player.drop(h.key)
         self.event("failed", h.first, reason=reason)
-        return Failed(
-            stream=h.first.stream,
-            seq=h.first.seq,
-            attempt=h.first.attempt,
-            stage=self.name,
-            reason=reason,
-            text_en=h.first.text_en,
-        )
+        return Failed.of(h.first, self.name, reason)
 
     # ---- cancel ---------------------------------------------------------------------------------------
     def _cancel(self, msg: Cancel) -> None:

@@ -350,15 +350,7 @@ class SynthesizeNode(Node):
         yield self._failed(job.first, reason)
 
     def _failed(self, msg: Clause, reason: str) -> Failed:
-        return Failed(
-            stream=msg.stream,
-            seq=msg.seq,
-            stage=self.name,
-            reason=reason,
-            text_en=msg.text_en,
-            attempt=msg.attempt,
-            stamps=msg.stamps,
-        )
+        return Failed.of(msg, self.name, reason)
 
     def _close(self, job: _Job) -> None:
         self.jobs.pop(job.key, None)

@@ -206,14 +206,7 @@ class TranslateNode(Node):
         )
 
     def _failed(self, msg: Sentence, reason: str) -> Failed:
-        return Failed(
-            stream=msg.stream,
-            seq=msg.seq,
-            stage=self.name,
-            reason=reason,
-            text_en=msg.text,
-            attempt=msg.attempt,
-        )
+        return Failed.of(msg, self.name, reason)
 
     def _context(self, msg: Sentence) -> list[tuple[str, str]]:
         """The last `context_pairs` pairs of this stream that came before this sentence."""

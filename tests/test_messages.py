@@ -233,3 +233,12 @@ def test_decode_mutated_headers_never_raise_anything_else(
     except BadMessage:
         return
     assert decode(encode(msg)) == msg
+
+
+def test_failed_of_carries_the_sentence_ids_text_and_stamps() -> None:
+    s = Sentence(stream="s", seq=4, text="Hello.", attempt=2, stamps=(STAMP,))
+    assert Failed.of(s, "translate", "why") == Failed(
+        stream="s", seq=4, stage="translate", reason="why", text_en="Hello.", attempt=2, stamps=(STAMP,)
+    )
+    c = Clause(stream="s", seq=4, index=1, text="こんにちは。", last=True, text_en="Hello.", attempt=2)
+    assert Failed.of(c, "synthesize", "why").text_en == "Hello."
