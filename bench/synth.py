@@ -143,6 +143,30 @@ def _graph_step_ms(m: Any, steps: int) -> float:
     return statistics.median(times[1:] or times)
 
 
+def bench_sampler(engine: CosyVoiceEngine, tokens: int = 200) -> dict[str, Any]:
+    """One speech token drawn from the LM's scores: upstream's ras_sampling as its LM calls it against
+    nodes/cosyvoice_sampling's tensor version, alternated token by token (the same draws: same seed)."""
+    from nodes.cosyvoice_sampling import sampler_for, upstream_sampler
+    from nodes.cosyvoice_stream import TOP_K
+
+    m = engine.model
+    vocab = int(m.llm.speech_token_size) + 3
+    gen = torch.Generator().manual_seed(0)
+    logps = [(torch.randn(vocab, generator=gen) * 3).log_softmax(0).to(m.device) for _ in range(tokens)]
+    ours, theirs = sampler_for(m.llm, TOP_K), upstream_sampler(m.llm, TOP_K)
+    times: dict[str, list[float]] = {"upstream": [], "tensor": []}
+    decoded: list[int] = []
+    for logp in logps:
+        for name, fn in (("upstream", theirs), ("tensor", ours)):
+            _sync(m.device)
+            t0 = time.perf_counter()
+            token = fn(logp, decoded)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+        decoded.append(token)
+    up, te = statistics.median(times["upstream"]), statistics.median(times["tensor"])
+    return {"tokens": tokens, "upstream_ms": up, "tensor_ms": te, "ratio": up / te}
+
+
 def bench_vocoder(engine: CosyVoiceEngine, chunks: int, runs: int) -> list[dict[str, Any]]:
     """Flow and HiFT time of chunk k of an utterance (the flow recomputes the prefix: k matters)."""
     m, opts = engine.model, engine.options
@@ -236,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_engine:
             result["engine"] = bench_engine(engine, args.runs)
         result["lm"] = bench_lm(engine, args.lm_steps, graphs=not args.no_graphs)
+        result["sampler"] = bench_sampler(engine)
         result["vocoder"] = bench_vocoder(engine, args.chunks, max(1, min(args.runs, 3)))
     print_table(result)
     out = (
@@ -269,6 +294,14 @@ def print_table(r: dict[str, Any]) -> None:
     ]
     if "graph_step_ms" in lm:
         rows.append(("LM decode step, CUDA graph", f"{lm['graph_step_ms']:.2f} ms"))
+    if "sampler" in r:
+        sp = r["sampler"]
+        rows.append(
+            (
+                "token sampling: upstream / tensor (median)",
+                f"{sp['upstream_ms']:.3f} / {sp['tensor_ms']:.3f} ms ({sp['ratio']:.1f}x)",
+            )
+        )
     for v in r["vocoder"]:
         rows.append(
             (

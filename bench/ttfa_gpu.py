@@ -34,7 +34,8 @@ from bench import ttfa_stages  # noqa: E402
 from bench.synth_gpu import SENTENCE, floor  # noqa: E402
 from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions  # noqa: E402
 from nodes.cosyvoice_flow_graph import GraphEstimator, static_forward  # noqa: E402
-from nodes.cosyvoice_stream import autocast_for  # noqa: E402
+from nodes.cosyvoice_sampling import upstream_sampler  # noqa: E402
+from nodes.cosyvoice_stream import TOP_K, autocast_for  # noqa: E402
 
 
 def sync() -> None:
@@ -159,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--hops", default="15,10,5")
+    ap.add_argument(
+        "--skip-eager", action="store_true", help="only the graphed variants (the eager ones take minutes)"
+    )
     args = ap.parse_args(argv)
     from models.tiny_cosyvoice import write_random_cosyvoice2
 
@@ -208,24 +212,30 @@ def main(argv: list[str] | None = None) -> int:
         print(name, json.dumps({k: v for k, v in r.items() if k != "first_chunk_ms_all"}), flush=True)
 
     hops = [int(h) for h in args.hops.split(",")]
-    bench("eager hop15", 3, first_hop_tokens=15)
-    res["flow_profile_eager"] = flow_profile(engine)
-    engine.options = dataclasses.replace(engine.options, cuda_graphs="true", graph_flow=False)
-    t0 = time.perf_counter()
-    engine._build_graphs()
-    res["lm_graph_warm_s"] = round(time.perf_counter() - t0, 2)
-    bench("lm-graph hop15", 5, first_hop_tokens=15)
-    engine.options = dataclasses.replace(engine.options, graph_flow=True)
+    if not args.skip_eager:
+        bench("eager hop15", 3, first_hop_tokens=15)
+        res["flow_profile_eager"] = flow_profile(engine)
+        engine.options = dataclasses.replace(engine.options, cuda_graphs="true", graph_flow=False)
+        t0 = time.perf_counter()
+        engine._build_graphs()
+        res["lm_graph_warm_s"] = round(time.perf_counter() - t0, 2)
+        bench("lm-graph hop15", 5, first_hop_tokens=15)
+    engine.options = dataclasses.replace(engine.options, cuda_graphs="true", graph_flow=True)
     t0 = time.perf_counter()
     engine._build_graphs()
     res["lm_flow_graph_warm_s"] = round(time.perf_counter() - t0, 2)
     est = engine.model.flow.decoder.estimator
     res["flow_graphs_captured"] = getattr(est, "captures", 0)
     res["flow_profile_graphed"] = flow_profile(engine)
+    # before / after the sampler without host syncs (nodes/cosyvoice_sampling), side by side
+    engine.sampler = upstream_sampler(engine.model.llm, TOP_K)
+    for h in hops:
+        bench(f"lm+flow-graph upstream-sampler hop{h}", args.runs, first_hop_tokens=h)
+    engine.sampler = None
     for h in hops:
         bench(f"lm+flow-graph hop{h}", args.runs, first_hop_tokens=h)
-    a, b = pcm["lm-graph hop15"], pcm["lm+flow-graph hop15"]
-    if a.shape == b.shape:
+    a, b = pcm.get("lm-graph hop15"), pcm.get("lm+flow-graph hop15")
+    if a is not None and b is not None and a.shape == b.shape:
         import numpy as np
 
         res["first_pcm_rel_l2_flow_graph_vs_eager"] = float(
@@ -269,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{p['lm_steps']:.0f} | {p['flow_ms']:.1f} | {p['hift_ms']:.1f} | "
             f"{v['floor']['first_chunk_ms']:.2f} | {v['ratio_p50']} |"
         )
-    fe, fg = res["flow_profile_eager"], res["flow_profile_graphed"]
+    fe, fg = res.get("flow_profile_eager"), res["flow_profile_graphed"]
     print(f"\nflow first chunk eager: {json.dumps(fe)}\nflow first chunk graphed: {json.dumps(fg)}")
     for name, c in compositions.items():
         print(f"\nTTFA composed with synthesize = {name}\n" + ttfa_stages.table(c["stages"], c["ttfa"]))

@@ -241,6 +241,7 @@ class CosyVoiceEngine:
         self.bank = VoiceBank(self.model.spk2info, self.options.voices_dir, self.model.fingerprint)
         self.sample_rate_hz = self.model.sample_rate
         self._step: Any = None  # the LM step of speech_tokens (None: the eager LmStep)
+        self.sampler: Any = None  # speech_tokens' sampler (None: cosyvoice_sampling's; benches swap it)
         self.graphs = "off"  # "lm", "lm+flow", "off", or "failed: why" (auto falls back to eager)
         want = self.options.cuda_graphs
         if want == "true" and self.model.device.type != "cuda":
@@ -360,6 +361,7 @@ class CosyVoiceEngine:
                 max_ratio=opts.max_token_text_ratio,
                 max_tokens=room,
                 step=self._step,
+                sampler=self.sampler,
             ):
                 tokens.append(token)
                 if len(tokens) - offset >= hop + lookahead:

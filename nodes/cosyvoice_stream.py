@@ -6,8 +6,9 @@ so it can start speaking after 5 text tokens and take more text as it comes. A p
 speech tokens fill the first groups. Within a group only speech tokens may be sampled; after 15,
 the group ends (the "fill" token the model was trained to emit there is implied, never fed) and
 the next 5 text tokens go in, waiting for them if the next clause has not arrived. When the text
-ends: task_id, then decode until eos within [min, max] x the text length. Decoding is sampled with
-the model's own sampler (ras_sampling) under a fixed seed, so a retry says the same thing.
+ends: task_id, then decode until eos within [min, max] x the text length. Decoding is sampled by
+the model's own rule (ras_sampling, run as tensor ops: nodes/cosyvoice_sampling) under a fixed
+seed, so a retry says the same thing.
 
 `ChunkVocoder`: tokens to audio chunk by chunk. Each chunk runs the causal flow over all tokens so
 far plus `pre_lookahead_len` tokens of right context (the package's flow keeps no cache: it
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nodes.cosyvoice_sampling import sampler_for
 from nodes.errors import SynthesisCancelled, SynthesisTimeout
 
 HIFT_CACHE_MELS = 8  # mel frames re-vocoded at each chunk edge (upstream's mel_cache_len)
@@ -115,10 +117,13 @@ def speech_tokens(
     max_ratio: float = 20.0,
     max_tokens: int = 10**9,
     step: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]] | None = None,
+    sampler: Callable[[torch.Tensor, list[int]], int] | None = None,
 ) -> Iterator[int]:
-    """Speech tokens as the LM makes them, pulling text token lists from `text` when it needs more."""
+    """Speech tokens as the LM makes them, pulling text token lists from `text` when it needs more.
+    `sampler` defaults to the model's own rule without its host syncs (nodes/cosyvoice_sampling)."""
     llm, dev = model.llm, model.device
     forward = step or LmStep(model)
+    draw = sampler or sampler_for(llm, TOP_K)
     eos = int(llm.speech_token_size)
     n_text, n_speech = int(llm.mix_ratio[0]), int(llm.mix_ratio[1])
     embed_text = llm.llm.model.model.embed_tokens
@@ -152,7 +157,7 @@ def speech_tokens(
         logp[eos + 1 :] = -float("inf")  # fill / task ids are placed by the protocol, never sampled
         if not allow_eos:
             logp[eos] = -float("inf")
-        token = int(llm.sampling(logp, out, TOP_K).item())
+        token = draw(logp, out)
         timings.lm_s += time.perf_counter() - t0
         timings.lm_steps += 1
         pending = [] if token == eos else [speech_emb([token])]
