@@ -65,23 +65,39 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
+def start_margin_ms(arrivals_ms: list[float], audio_ms: list[float]) -> float:
+    """How much earlier than needed each chunk came, at worst, if playback starts with the first:
+    chunk i is due when the audio before it has played. Negative: the device would starve."""
+    played = arrivals_ms[0] + audio_ms[0]
+    worst = played  # one chunk only: nothing can starve
+    for t, d in zip(arrivals_ms[1:], audio_ms[1:], strict=True):
+        worst = min(worst, played - t)
+        played += d
+    return worst
+
+
 def run_engine(engine: CosyVoiceEngine, runs: int) -> dict[str, Any]:
-    """First chunk (wall, text given at once) and the whole sentence, `runs` times after a warm-up."""
+    """First chunk (wall, text given at once) and the whole sentence, `runs` times after a warm-up;
+    per run, the margin by which later chunks beat the audio before them (start_margin_ms)."""
     list(engine.synthesize(SENTENCE))
-    first, total, audio, parts = [], [], [], []
+    first, total, audio, parts, margins = [], [], [], [], []
     pcm0: Any = None
     for _ in range(runs):
         sync()
         t0 = time.perf_counter()
         chunks: list[Any] = []
+        arrivals: list[float] = []
         for c in engine.synthesize(SENTENCE):
+            arrivals.append((time.perf_counter() - t0) * 1e3)
             if not chunks:
-                first.append((time.perf_counter() - t0) * 1e3)
+                first.append(arrivals[0])
                 parts.append(c.timings)
                 pcm0 = c.pcm
             chunks.append(c)
         total.append((time.perf_counter() - t0) * 1e3)
-        audio.append(sum(c.pcm.size for c in chunks) / engine.sample_rate_hz * 1e3)
+        durations = [c.pcm.size / engine.sample_rate_hz * 1e3 for c in chunks]
+        audio.append(sum(durations))
+        margins.append(start_margin_ms(arrivals, durations))
     return {
         "first_chunk_ms_p50": statistics.median(first),
         "first_chunk_ms_p95": pct(first, 0.95),
@@ -89,6 +105,9 @@ def run_engine(engine: CosyVoiceEngine, runs: int) -> dict[str, Any]:
         "first_chunk_parts_p50": {
             k: statistics.median(p[k] for p in parts) for k in ("lm_ms", "lm_steps", "flow_ms", "hift_ms")
         },
+        "first_chunk_audio_ms": pcm0.size / engine.sample_rate_hz * 1e3 if pcm0 is not None else 0.0,
+        "start_margin_ms_min": min(margins),
+        "start_margin_ms_p50": statistics.median(margins),
         "total_ms_p50": statistics.median(total),
         "audio_ms": statistics.median(audio),
         "rtf": statistics.median(t / a for t, a in zip(total, audio, strict=True)),
@@ -163,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--skip-eager", action="store_true", help="only the graphed variants (the eager ones take minutes)"
     )
+    ap.add_argument("--skip-upstream-sampler", action="store_true", help="no before/after of the sampler")
     args = ap.parse_args(argv)
     from models.tiny_cosyvoice import write_random_cosyvoice2
 
@@ -228,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     res["flow_graphs_captured"] = getattr(est, "captures", 0)
     res["flow_profile_graphed"] = flow_profile(engine)
     # before / after the sampler without host syncs (nodes/cosyvoice_sampling), side by side
-    engine.sampler = upstream_sampler(engine.model.llm, TOP_K)
-    for h in hops:
-        bench(f"lm+flow-graph upstream-sampler hop{h}", args.runs, first_hop_tokens=h)
-    engine.sampler = None
+    if not args.skip_upstream_sampler:
+        engine.sampler = upstream_sampler(engine.model.llm, TOP_K)
+        for h in hops:
+            bench(f"lm+flow-graph upstream-sampler hop{h}", args.runs, first_hop_tokens=h)
+        engine.sampler = None
     for h in hops:
         bench(f"lm+flow-graph hop{h}", args.runs, first_hop_tokens=h)
     a, b = pcm.get("lm-graph hop15"), pcm.get("lm+flow-graph hop15")
@@ -269,15 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "ttfa-gpu.json").write_text(json.dumps(res, indent=1, default=str) + "\n", encoding="utf-8")
 
     print(
-        "\n| variant | first chunk p50 ms | p95 | LM ms | LM steps | flow ms | HiFT ms | floor ms | ratio |"
+        "\n| variant | first chunk p50 ms | p95 | LM ms | LM steps | flow ms | HiFT ms | floor ms | ratio "
+        "| start margin min ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, v in variants.items():
         p = v["first_chunk_parts_p50"]
         print(
             f"| {name} | {v['first_chunk_ms_p50']:.1f} | {v['first_chunk_ms_p95']:.1f} | {p['lm_ms']:.1f} | "
             f"{p['lm_steps']:.0f} | {p['flow_ms']:.1f} | {p['hift_ms']:.1f} | "
-            f"{v['floor']['first_chunk_ms']:.2f} | {v['ratio_p50']} |"
+            f"{v['floor']['first_chunk_ms']:.2f} | {v['ratio_p50']} | {v['start_margin_ms_min']:.0f} |"
         )
     fe, fg = res.get("flow_profile_eager"), res["flow_profile_graphed"]
     print(f"\nflow first chunk eager: {json.dumps(fe)}\nflow first chunk graphed: {json.dumps(fg)}")

@@ -50,6 +50,19 @@ def test_same_tokens_as_upstream(seed: int, sharpness: float, ties: bool, histor
     assert torch.equal(torch.rand(1), want_next)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_same_tokens_as_upstream_on_cuda() -> None:
+    """On the GPU, where the two differ most in cost, they still draw the same tokens."""
+    for seed in range(200):
+        logp = scores(seed, [0.1, 1.0, 3.0, 6.0, 12.0][seed % 5]).cuda()
+        top = logp.argsort(descending=True)[:40].tolist()
+        decoded = [top[(seed * 7 + i) % 40] for i in range(seed % 12)]
+        torch.manual_seed(seed)
+        want = int(ras_sampling(logp.clone(), decoded, TOP_K, top_p=0.8, top_k=25, win_size=10, tau_r=0.1))
+        torch.manual_seed(seed)
+        assert ras_sample(logp.clone(), decoded) == want, seed
+
+
 def test_a_repeated_pick_is_redrawn_from_the_whole_distribution() -> None:
     probs = torch.full((VOCAB,), 0.15 / (VOCAB - 1))
     probs[42] = 0.85  # the nucleus (top_p 0.8) is token 42 alone
