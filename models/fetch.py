@@ -6,6 +6,8 @@ size and sha256 checked against the manifest -> os.replace() into its final plac
 models/weights/ is whole and checked; a bad one never gets there. Before any byte is fetched: the
 hub must answer within seconds (else one message says what to get by hand and where to put it),
 the disk must have room, and many GB need a yes (`--yes`; with no terminal to ask, the answer is no).
+A model's `extra` files (not on the hub: the default voice's prompt WAV) take the same way over
+plain HTTPS with huggingface_hub's `http_get` (Range resume, progress bar), no hub headers sent.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from models.manifest import (
     DEFAULT_TRANSLATOR,
@@ -38,6 +41,7 @@ RETRIES = 3  # attempts per file; each one resumes from the partial file
 HASH_CHUNK = 8 * 2**20
 SHOW_HASH_ABOVE = 200 * 2**20  # files larger than this get a progress bar while hashed
 PARTIAL_DIR = ".partial"
+URL_PARTIAL = ".incomplete"  # suffix of an extra file's partial download in the staging area
 VERIFIED_FILE = ".verified.json"
 
 
@@ -46,7 +50,12 @@ class FetchError(RuntimeError):
 
 
 class HubUnreachable(FetchError):
-    """No answer from the hub (offline, DNS, firewall, timeout): nothing was downloaded."""
+    """No answer from the hub or an extra file's server (offline, DNS, firewall, timeout): nothing
+    was downloaded. `where` names the server that did not answer."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class NotEnoughSpace(FetchError):
@@ -72,7 +81,13 @@ class Job:
     dest: Path
 
     def url(self, endpoint: str) -> str:
-        return f"{endpoint.rstrip('/')}/{self.repo}/resolve/{self.revision}/{self.file.name}"
+        """An extra file's own URL, else where the hub at `endpoint` serves it."""
+        hub = f"{endpoint.rstrip('/')}/{self.repo}/resolve/{self.revision}/{self.file.name}"
+        return self.file.url or hub
+
+    @property
+    def on_hub(self) -> bool:
+        return self.file.url is None
 
 
 def endpoint() -> str:
@@ -81,17 +96,23 @@ def endpoint() -> str:
 
 
 def jobs_for(
-    manifest: Manifest, translator: str | None, voice: str | None, weights_dir: Path = WEIGHTS_DIR
+    manifest: Manifest,
+    translator: str | None,
+    voice: str | None,
+    weights_dir: Path = WEIGHTS_DIR,
+    extra_only: bool = False,
 ) -> list[Job]:
-    """Every file of the chosen translator (all shards, side by side) and voice folder."""
+    """Every file of the chosen translator (all shards, side by side) and voice folder, the voice's
+    extra files last; `extra_only`: the voice's extra files alone (a folder fetched before them)."""
     jobs: list[Job] = []
-    if translator:
+    if translator and not extra_only:
         t = manifest.translator(translator)
         jobs += [Job(f"translator {t.size}", t.repo, "main", f, weights_dir / f.name) for f in t.files]
     if voice:
         v = manifest.voice(voice)
         folder = v.local_dir(weights_dir)
-        jobs += [Job(f"voice {v.name}", v.repo, v.revision, f, folder / f.name) for f in v.files]
+        files = v.extra if extra_only else (*v.files, *v.extra)
+        jobs += [Job(f"voice {v.name}", v.repo, v.revision, f, folder / f.name) for f in files]
     return jobs
 
 
@@ -164,8 +185,16 @@ def staging_dir(weights_dir: Path, repo: str) -> Path:
     return weights_dir / PARTIAL_DIR / repo.replace("/", "--")
 
 
+def url_partial(job: Job, weights_dir: Path) -> Path:
+    """Where an extra file's download grows until it is checked."""
+    return staging_dir(weights_dir, job.repo) / f"{job.file.name}{URL_PARTIAL}"
+
+
 def already_have(job: Job, weights_dir: Path) -> int:
     """Bytes of this file already on disk in the staging area (a partial or an unchecked whole)."""
+    if not job.on_hub:
+        part = url_partial(job, weights_dir)
+        return part.stat().st_size if part.is_file() else 0
     staging = staging_dir(weights_dir, job.repo)
     whole = staging / job.file.name
     if whole.is_file():
@@ -209,31 +238,49 @@ def check_space(jobs: list[Job], weights_dir: Path, free: Callable[[Path], int] 
     return need
 
 
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def check_hub(job: Job, hub: str, timeout_s: float = HUB_TIMEOUT_S) -> None:
-    """One HEAD request, no retries: the hub answers in seconds or we say what to do by hand."""
+    """One HEAD request, no retries: the server answers in seconds or we say what to do by hand.
+    Hub credentials go to the hub only, never to an extra file's server."""
     import requests
     from huggingface_hub.utils import build_hf_headers, get_session
 
+    url = job.url(hub)
+    where = f"the model hub at {hub}" if job.on_hub else origin(url)
     try:
         r = get_session().head(
-            job.url(hub), headers=build_hf_headers(), timeout=timeout_s, allow_redirects=False
+            url, headers=build_hf_headers() if job.on_hub else {}, timeout=timeout_s, allow_redirects=False
         )
     except requests.Timeout:
-        raise HubUnreachable(f"no answer within {timeout_s:.0f} s") from None
+        raise HubUnreachable(f"no answer within {timeout_s:.0f} s", where) from None
     except requests.RequestException as exc:
         errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
-        raise HubUnreachable(errno.group(1).strip() if errno else short(exc)) from None
+        raise HubUnreachable(errno.group(1).strip() if errno else short(exc), where) from None
     if r.status_code >= 400:
+        login = " (or needs a login: `huggingface-cli login`)" if job.on_hub else ""
         raise FetchError(
-            f"the hub at {hub} answered {r.status_code} for {job.url(hub)}: the file is not there "
-            "(or needs a login: `huggingface-cli login`). Nothing was downloaded."
+            f"{where} answered {r.status_code} for {url}: the file is not there{login}. "
+            "Nothing was downloaded."
         )
 
 
-def manual_instructions(jobs: list[Job], hub: str, reason: str) -> str:
+def check_servers(pending: list[Job], hub: str) -> None:
+    """check_hub once per server the pending files come from (the hub, an extra file's host)."""
+    first: dict[str, Job] = {}
+    for job in pending:
+        first.setdefault(origin(job.url(hub)), job)
+    for job in first.values():
+        check_hub(job, hub)
+
+
+def manual_instructions(jobs: list[Job], hub: str, reason: str, where: str = "") -> str:
     total, _ = bytes_needed(jobs, Path("/nonexistent"))
     lines = [
-        f"cannot reach the model hub at {hub} ({reason}). Nothing was downloaded.",
+        f"cannot reach {where or f'the model hub at {hub}'} ({reason}). Nothing was downloaded.",
         f"  To install by hand, download these {len(jobs)} files ({human(total)}) and put each where shown:",
     ]
     for job in jobs:
@@ -257,24 +304,47 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and "Consistency check failed" in str(exc)
 
 
-def download(job: Job, weights_dir: Path, hub: str, cache: VerifyCache, say: Callable[[str], None]) -> None:
-    """Download one file (resuming), check it, and rename it into place."""
+def _hub_get(job: Job, weights_dir: Path, hub: str) -> Path:
+    """One attempt through huggingface_hub (it resumes a partial file by itself)."""
     from huggingface_hub import hf_hub_download
 
-    staging = staging_dir(weights_dir, job.repo)
+    got = hf_hub_download(
+        repo_id=job.repo,
+        filename=job.file.name,
+        revision=job.revision,
+        local_dir=staging_dir(weights_dir, job.repo),
+        endpoint=hub,
+        etag_timeout=HUB_TIMEOUT_S,
+    )
+    return Path(got)
+
+
+def _url_get(job: Job, weights_dir: Path) -> Path:
+    """One attempt over plain HTTPS, appending to the partial file from where it stopped."""
+    from huggingface_hub.file_download import http_get
+
+    assert job.file.url is not None
+    part = url_partial(job, weights_dir)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    if job.file.size is not None and part.is_file() and part.stat().st_size > job.file.size:
+        part.unlink()  # longer than the file can be: start again
+    with part.open("ab") as f:
+        http_get(
+            job.file.url,
+            f,
+            resume_size=f.tell(),
+            expected_size=job.file.size,
+            displayed_filename=Path(job.file.name).name,
+        )
+    return part
+
+
+def download(job: Job, weights_dir: Path, hub: str, cache: VerifyCache, say: Callable[[str], None]) -> None:
+    """Download one file (resuming), check it, and rename it into place."""
     got: Path | None = None
     for attempt in range(1, RETRIES + 1):
         try:
-            got = Path(
-                hf_hub_download(
-                    repo_id=job.repo,
-                    filename=job.file.name,
-                    revision=job.revision,
-                    local_dir=staging,
-                    endpoint=hub,
-                    etag_timeout=HUB_TIMEOUT_S,
-                )
-            )
+            got = _hub_get(job, weights_dir, hub) if job.on_hub else _url_get(job, weights_dir)
             break
         except Exception as exc:
             if not _transient(exc):
@@ -333,13 +403,15 @@ def fetch(
     say: Callable[[str], None] | None = None,
     free: Callable[[Path], int] = free_bytes,
     ask: Callable[[str], str] | None = None,
+    extra_only: bool = False,
 ) -> list[Job]:
     """Bring every file of the chosen models into weights_dir; returns the jobs it downloaded.
+    `extra_only`: only the voice's extra files (see jobs_for).
 
     Raises HubUnreachable (message: what to get by hand), NotEnoughSpace, NotConfirmed,
     BadChecksum or FetchError, each before or instead of putting anything bad in place."""
     out = say or _stderr
-    jobs = jobs_for(manifest, translator, voice, weights_dir)
+    jobs = jobs_for(manifest, translator, voice, weights_dir, extra_only)
     cache = VerifyCache(weights_dir)
     pending = [j for j in jobs if not is_ok(file_state(j, cache, progress=True))]
     if not pending:
@@ -347,14 +419,15 @@ def fetch(
         return []
     hub = endpoint()
     try:
-        check_hub(pending[0], hub)
+        check_servers(pending, hub)
     except HubUnreachable as exc:
-        raise HubUnreachable(manual_instructions(pending, hub, str(exc))) from None
+        raise HubUnreachable(manual_instructions(pending, hub, str(exc), exc.where), exc.where) from None
     need = check_space(pending, weights_dir, free)
     confirm(need, weights_dir, yes, ask)
     for i, job in enumerate(pending, 1):
         size = human(job.file.size) if job.file.size is not None else "size unknown"
-        out(f"I models: [{i}/{len(pending)}] {job.label}: {job.file.name} ({size}) from {hub}/{job.repo}")
+        src = f"{hub}/{job.repo}" if job.on_hub else origin(job.url(hub))
+        out(f"I models: [{i}/{len(pending)}] {job.label}: {job.file.name} ({size}) from {src}")
         download(job, weights_dir, hub, cache, out)
     shutil.rmtree(weights_dir / PARTIAL_DIR, ignore_errors=True)
     out(f"I models: {len(pending)} files downloaded and verified into {weights_dir}")

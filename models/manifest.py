@@ -22,11 +22,13 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One file of a model. `size` (bytes) and `sha256` are None where no trusted value is known."""
+    """One file of a model. `size` (bytes) and `sha256` are None where no trusted value is known.
+    `url` is set for a file from outside the model's hub repo (fetched over plain HTTPS)."""
 
     name: str
     size: int | None = None
     sha256: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,17 @@ class TranslatorModel:
 
 @dataclass(frozen=True)
 class VoiceModel:
-    """A CosyVoice model folder: `files` are paths inside the repo (and inside the local folder)."""
+    """A CosyVoice model folder: `files` are paths inside the repo (and inside the local folder);
+    `extra` files come from elsewhere by URL into the same folder (the default voice's prompt)."""
 
     name: str  # "CosyVoice2-0.5B": also the folder under the weights dir
     repo: str
     revision: str
     files: tuple[ModelFile, ...]
+    extra: tuple[ModelFile, ...] = ()
 
     def url(self, file: ModelFile) -> str:
-        return f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{file.name}"
+        return file.url or f"https://huggingface.co/{self.repo}/resolve/{self.revision}/{file.name}"
 
     def local_dir(self, weights_dir: Path = WEIGHTS_DIR) -> Path:
         """The folder the synthesize node loads (its `model_dir`)."""
@@ -133,7 +137,14 @@ def _voice(name: str, entry: Any) -> VoiceModel:
         if not isinstance(entry.get(key), str):
             raise ManifestError(f'{where} needs {key} = "..."')
     files = _files(where, f'voice."{name}"', entry)
-    return VoiceModel(name=name, repo=entry["repo"], revision=entry["revision"], files=files)
+    extra = _files(where, f'voice."{name}"', entry, "extra") if "extra" in entry else ()
+    for f in extra:  # off the hub nothing else vouches for the bytes: all three are required
+        if f.url is None or f.size is None or f.sha256 is None:
+            raise ManifestError(f"{where} extra {f.name}: needs url, size and sha256")
+    names = [f.name for f in (*files, *extra)]
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{where}: a file name appears twice")
+    return VoiceModel(name=name, repo=entry["repo"], revision=entry["revision"], files=files, extra=extra)
 
 
 def _translator(size: str, entry: Any) -> TranslatorModel:
@@ -147,18 +158,20 @@ def _translator(size: str, entry: Any) -> TranslatorModel:
     return TranslatorModel(size=size, repo=entry["repo"], quant=entry["quant"], files=out)
 
 
-def _files(where: str, table: str, entry: dict[str, Any]) -> tuple[ModelFile, ...]:
-    files = entry.get("files")
+def _files(where: str, table: str, entry: dict[str, Any], key: str = "files") -> tuple[ModelFile, ...]:
+    files = entry.get(key)
     if not isinstance(files, list) or not files:
-        raise ManifestError(f"{where} needs at least one [[{table}.files]] entry")
+        raise ManifestError(f"{where} needs at least one [[{table}.{key}]] entry")
     out = []
     for f in files:
         if not isinstance(f, dict) or not isinstance(f.get("name"), str):
             raise ManifestError(f"{where}: every file needs a name")
-        fsize, sha = f.get("size"), f.get("sha256")
+        fsize, sha, url = f.get("size"), f.get("sha256"), f.get("url")
         if fsize is not None and (type(fsize) is not int or fsize <= 0):
             raise ManifestError(f"{where} {f['name']}: size must be a positive integer (bytes)")
         if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
             raise ManifestError(f"{where} {f['name']}: sha256 must be 64 hex characters")
-        out.append(ModelFile(name=f["name"], size=fsize, sha256=sha))
+        if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
+            raise ManifestError(f"{where} {f['name']}: url must be an http(s) URL")
+        out.append(ModelFile(name=f["name"], size=fsize, sha256=sha, url=url))
     return tuple(out)

@@ -6,10 +6,12 @@ reads it (huggingface_hub/file_download.py, get_hf_file_metadata and http_get):
   for LFS files; required), Content-Length (required), Accept-Ranges.
 - GET: the bytes; with `Range: bytes=N-` a 206 and Content-Range (how a partial file resumes).
 - An unknown path: 404 with X-Error-Code: EntryNotFound.
+It also serves plain files at any other path (`add_raw`), as a web server such as
+raw.githubusercontent.com does: Content-Length, Accept-Ranges and Range, but no hub headers.
 Faults to test against: `cut` (paths whose first GET announces the full length, sends half, and
 drops the connection) and `slow` (paths whose first GET sends 11 MiB, then trickles, so a test
-can kill the client mid-file).
-Every request is logged as (method, path, Range header).
+can kill the client mid-file); a raw file's key for them is its path.
+Every request is logged as (method, path, Range header); `headers` keeps each request's headers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ TRICKLE_PAUSE_S = 0.05
 class FakeHub:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}  # "owner/repo/revision/path" -> content
+        self.raw: dict[str, bytes] = {}  # "/url/path" -> content, served without hub headers
+        self.headers: list[dict[str, str]] = []
         self.cut: set[str] = set()
         self.slow: set[str] = set()
         self.log: list[tuple[str, str, str]] = []
@@ -58,6 +62,11 @@ class FakeHub:
     def add(self, repo: str, revision: str, path: str, content: bytes) -> None:
         self.files[f"{repo}/{revision}/{path}"] = content
 
+    def add_raw(self, path: str, content: bytes) -> str:
+        """Serve `content` at `path` like a plain web server; returns its URL."""
+        self.raw[path] = content
+        return self.url + path
+
     def gets(self, path_suffix: str) -> list[tuple[str, str, str]]:
         return [e for e in self.log if e[0] == "GET" and e[1].endswith(path_suffix)]
 
@@ -73,9 +82,14 @@ class FakeHub:
         rng = h.headers.get("Range", "")
         with self._lock:
             self.log.append((h.command, h.path, rng))
+            self.headers.append(dict(h.headers.items()))
+        plain = h.path.split("?")[0] in self.raw
         parts = h.path.split("?")[0].lstrip("/").split("/")  # owner/repo/resolve/revision/path...
-        key = "/".join(parts[:2] + parts[3:])
-        content = self.files.get(key) if len(parts) > 4 and parts[2] == "resolve" else None
+        key = h.path.split("?")[0] if plain else "/".join(parts[:2] + parts[3:])
+        if plain:
+            content: bytes | None = self.raw[key]
+        else:
+            content = self.files.get(key) if len(parts) > 4 and parts[2] == "resolve" else None
         if content is None:
             h.send_response(404)
             h.send_header("X-Error-Code", "EntryNotFound")
@@ -86,8 +100,9 @@ class FakeHub:
         start = int(rng.removeprefix("bytes=").split("-")[0]) if rng.startswith("bytes=") else 0
         part = content[start:]
         h.send_response(206 if start else 200)
-        h.send_header("X-Repo-Commit", COMMIT)
-        h.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
+        if not plain:
+            h.send_header("X-Repo-Commit", COMMIT)
+            h.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
         h.send_header("Accept-Ranges", "bytes")
         h.send_header("Content-Length", str(len(part)))
         if start:

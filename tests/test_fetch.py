@@ -1,7 +1,8 @@
 """`stream-tts models fetch | list` against a local HTTP server standing in for the hub.
 
 Real huggingface_hub downloads over real sockets, in real `stream-tts` processes; the only
-stand-in is the hub itself (tests/fake_hub.py). Nothing leaves the machine.
+stand-in is the hub itself (tests/fake_hub.py), which also serves the voice's extra file (the
+default voice's prompt) the way a plain web server does. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,10 @@ def blob(n: int, seed: int) -> bytes:
 # that a cut halfway leaves a partial file to resume from.
 SHARDS = {"tiny-00001-of-00002.gguf": blob(24 * 2**20, 1), "tiny-00002-of-00002.gguf": blob(300_000, 2)}
 VOICE_FILES = {"voice.yaml": b"sample_rate: 24000\n", "sub/weights.pt": blob(200_000, 3)}
+# The voice's extra file, off the hub: large enough that a cut halfway leaves a partial to resume.
+PROMPT_NAME = "asset/zero_shot_prompt.wav"
+PROMPT_PATH = "/FunAudioLLM/CosyVoice/b02d7e61/asset/zero_shot_prompt.wav"  # a raw URL's shape
+PROMPT = blob(24 * 2**20, 4)
 
 
 def sha(b: bytes) -> str:
@@ -45,14 +51,18 @@ def sha(b: bytes) -> str:
 
 
 def write_manifest(
-    path: Path, sizes: dict[str, int] | None = None, shas: dict[str, str] | None = None
+    path: Path,
+    sizes: dict[str, int] | None = None,
+    shas: dict[str, str] | None = None,
+    prompt_url: str | None = None,
 ) -> Path:
+    """The test models' manifest; with `prompt_url`, the voice has PROMPT as its extra file."""
     sizes, shas = sizes or {}, shas or {}
 
     def entry(name: str, content: bytes) -> dict[str, object]:
         return {"name": name, "size": sizes.get(name, len(content)), "sha256": shas.get(name, sha(content))}
 
-    raw = {
+    raw: dict[str, dict[str, dict[str, object]]] = {
         "translator": {
             "tiny": {"repo": GGUF_REPO, "quant": "Q4_K_M", "files": [entry(n, c) for n, c in SHARDS.items()]}
         },
@@ -64,6 +74,8 @@ def write_manifest(
             }
         },
     }
+    if prompt_url:
+        raw["voice"]["TinyVoice"]["extra"] = [{**entry(PROMPT_NAME, PROMPT), "url": prompt_url}]
     path.write_text(tomli_w.dumps(raw), encoding="utf-8")
     return path
 
@@ -75,21 +87,22 @@ def hub():
             h.add(GGUF_REPO, "main", name, content)
         for name, content in VOICE_FILES.items():
             h.add(VOICE_REPO, VOICE_REV, name, content)
+        h.add_raw(PROMPT_PATH, PROMPT)
         yield h
 
 
-def env_for(endpoint: str, tmp: Path) -> dict[str, str]:
+def env_for(endpoint: str, tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "STREAM_TTS_"))}
-    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1", **extra)
     return env
 
 
 def run_cli(
-    args: list[str], endpoint: str, tmp: Path, timeout: float = 60
+    args: list[str], endpoint: str, tmp: Path, timeout: float = 60, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bus.cli", "models", *args],
-        env=env_for(endpoint, tmp),
+        env=env_for(endpoint, tmp, **env),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -143,46 +156,175 @@ def test_fetch_downloads_checks_and_renames_every_file_into_place(hub: FakeHub, 
     assert len([e for e in hub.log if e[0] == "GET"]) == gets
 
 
-def test_fetch_resumes_with_a_range_request_after_the_connection_is_cut(hub: FakeHub, tmp_path: Path) -> None:
-    name = "tiny-00001-of-00002.gguf"
-    hub.cut.add(f"{GGUF_REPO}/main/{name}")
-    manifest, dest = write_manifest(tmp_path / "m.toml"), tmp_path / "weights"
-    r = run_cli(fetch_args(manifest, dest, "--voice", "none"), hub.url, tmp_path)
+def test_the_voice_extra_file_comes_over_plain_http_checked_and_without_hub_credentials(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    with FakeHub() as web:  # another server than the hub, as raw.githubusercontent.com is
+        manifest = write_manifest(tmp_path / "m.toml", prompt_url=web.add_raw(PROMPT_PATH, PROMPT))
+        dest = tmp_path / "weights"
+        args = fetch_args(manifest, dest, "--translator", "none")
+        r = run_cli(args, hub.url, tmp_path, HF_TOKEN="hf_secret")
     assert r.returncode == 0, r.stderr
-    ranges = [g[2] for g in hub.gets(name)]
+    assert (dest / "TinyVoice" / PROMPT_NAME).read_bytes() == PROMPT
+    assert f"{PROMPT_NAME} (25.2 MB) from {web.url}" in r.stderr
+    assert not (dest / fetch_mod.PARTIAL_DIR).exists()
+    # the hub got the token; the other server got nothing of it
+    hub_sent = [{k.lower(): v for k, v in h.items()} for h in hub.headers]
+    assert hub_sent and all(h.get("authorization") == "Bearer hf_secret" for h in hub_sent)
+    assert [(e[0], e[1]) for e in web.log] == [("HEAD", PROMPT_PATH), ("GET", PROMPT_PATH)]
+    assert not any(k.lower() == "authorization" for h in web.headers for k in h)
+    listed = run_cli(["list", "--json", "--manifest", str(manifest), "--dest", str(dest)], hub.url, tmp_path)
+    row = {r["model"]: r for r in map(json.loads, listed.stdout.splitlines())}["voice TinyVoice"]
+    assert row["files"] == "3/3" and row["status"] == "ok (sha256 verified)"
+
+
+def test_extra_only_brings_just_the_extra_file_into_a_folder_fetched_before_it(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    dest = tmp_path / "weights"
+    old = load_manifest(write_manifest(tmp_path / "old.toml"))  # the manifest before extra files
+    assert len(fetch_mod.fetch(old, None, "TinyVoice", dest, say=lambda _l: None)) == len(VOICE_FILES)
+    new = load_manifest(write_manifest(tmp_path / "new.toml", prompt_url=hub.url + PROMPT_PATH))
+    before = len(hub.log)
+    got = fetch_mod.fetch(new, None, "TinyVoice", dest, say=lambda _l: None, extra_only=True)
+    assert [j.file.name for j in got] == [PROMPT_NAME]
+    assert {e[1] for e in hub.log[before:]} == {PROMPT_PATH}  # nothing else asked for again
+    assert (dest / "TinyVoice" / PROMPT_NAME).read_bytes() == PROMPT
+
+
+def test_an_extra_file_with_the_wrong_sha256_is_deleted_and_not_put_in_place(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    manifest = write_manifest(
+        tmp_path / "m.toml", shas={PROMPT_NAME: "cd" * 32}, prompt_url=hub.url + PROMPT_PATH
+    )
+    dest = tmp_path / "weights"
+    r = run_cli(fetch_args(manifest, dest, "--translator", "none"), hub.url, tmp_path)
+    assert r.returncode == 1
+    assert "does not match the manifest" in r.stderr and "cd" * 32 in r.stderr
+    assert not (dest / "TinyVoice" / PROMPT_NAME).exists()
+    assert not list((dest / fetch_mod.PARTIAL_DIR).rglob("zero_shot_prompt*"))
+
+
+def test_an_unreachable_extra_file_server_stops_the_fetch_before_any_byte(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    s.close()
+    manifest, dest = (
+        write_manifest(tmp_path / "m.toml", prompt_url=closed + PROMPT_PATH),
+        tmp_path / "weights",
+    )
+    r = run_cli(fetch_args(manifest, dest), hub.url, tmp_path)  # the hub answers; the other server does not
+    assert r.returncode == 3, r.stderr
+    assert f"cannot reach {closed} (Connection refused)" in r.stderr
+    assert closed + PROMPT_PATH in r.stderr and str(dest / "TinyVoice" / PROMPT_NAME) in r.stderr
+    assert not [e for e in hub.log if e[0] == "GET"] and not dest.exists()
+
+
+def test_the_space_check_counts_an_extra_file_and_its_partial(tmp_path: Path) -> None:
+    manifest = load_manifest(write_manifest(tmp_path / "m.toml", prompt_url="https://example.org/p.wav"))
+    dest = tmp_path / "weights"
+    job = fetch_mod.jobs_for(manifest, None, "TinyVoice", dest)[-1]
+    assert job.file.name == PROMPT_NAME and job.url("http://hub") == "https://example.org/p.wav"
+    voice_bytes = sum(map(len, VOICE_FILES.values()))
+    assert fetch_mod.bytes_needed([job], dest) == (len(PROMPT), 0)
+    part = fetch_mod.url_partial(job, dest)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(PROMPT[:1000])  # a download cut short earlier
+    jobs = fetch_mod.jobs_for(manifest, None, "TinyVoice", dest)
+    assert fetch_mod.bytes_needed(jobs, dest) == (voice_bytes + len(PROMPT) - 1000, 0)
+
+
+def test_the_real_manifest_pins_the_default_voice_prompt_where_synthesize_looks(tmp_path: Path) -> None:
+    from models.manifest import ManifestError
+    from nodes.voices import DEFAULT_PROMPT
+
+    (extra,) = load_manifest().voice("CosyVoice2-0.5B").extra
+    assert extra.name == DEFAULT_PROMPT  # fetched to where nodes/voices.py builds "default" from
+    assert extra.url and extra.url.startswith("https://raw.githubusercontent.com/FunAudioLLM/CosyVoice/")
+    assert extra.size and extra.sha256
+    bad = write_manifest(tmp_path / "m.toml", prompt_url="https://example.org/p.wav")
+    bad.write_text(bad.read_text().replace(f'sha256 = "{sha(PROMPT)}"', ""), encoding="utf-8")
+    with pytest.raises(ManifestError, match="needs url, size and sha256"):
+        load_manifest(bad)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A file to cut or kill a download of: a hub file, or the voice's extra file (plain HTTP)."""
+
+    key: str  # FakeHub's fault key
+    path: str  # what its GET requests end with
+    args: tuple[str, ...]  # fetch only its model
+    dest: str  # where it lands, under the weights dir
+    content: bytes
+
+    def job(self, manifest: Path, dest: Path) -> fetch_mod.Job:
+        hub_file = self.args[0] == "--voice"
+        jobs = fetch_mod.jobs_for(
+            load_manifest(manifest), "tiny" if hub_file else None, None if hub_file else "TinyVoice", dest
+        )
+        return jobs[0] if hub_file else jobs[-1]
+
+
+SHARD1 = "tiny-00001-of-00002.gguf"
+TARGETS = {
+    "hub": Target(f"{GGUF_REPO}/main/{SHARD1}", SHARD1, ("--voice", "none"), SHARD1, SHARDS[SHARD1]),
+    "extra": Target(PROMPT_PATH, PROMPT_PATH, ("--translator", "none"), f"TinyVoice/{PROMPT_NAME}", PROMPT),
+}
+
+
+@pytest.mark.parametrize("where", TARGETS)
+def test_fetch_resumes_with_a_range_request_after_the_connection_is_cut(
+    hub: FakeHub, tmp_path: Path, where: str
+) -> None:
+    t = TARGETS[where]
+    hub.cut.add(t.key)
+    manifest = write_manifest(tmp_path / "m.toml", prompt_url=hub.url + PROMPT_PATH)
+    dest = tmp_path / "weights"
+    r = run_cli(fetch_args(manifest, dest, *t.args), hub.url, tmp_path)
+    assert r.returncode == 0, r.stderr
+    ranges = [g[2] for g in hub.gets(t.path)]
     assert len(ranges) == 2 and ranges[0] == "", ranges
     start = int(ranges[1].removeprefix("bytes=").rstrip("-"))  # the second GET picks up at the cut
-    assert 0 < start <= len(SHARDS[name]) // 2
+    assert 0 < start <= len(t.content) // 2
     assert "connection lost" in r.stderr
-    assert (dest / name).read_bytes() == SHARDS[name]
+    assert (dest / t.dest).read_bytes() == t.content
 
 
-def test_fetch_killed_midway_resumes_on_the_next_run(hub: FakeHub, tmp_path: Path) -> None:
-    name = "tiny-00001-of-00002.gguf"
-    hub.slow.add(f"{GGUF_REPO}/main/{name}")
-    manifest, dest = write_manifest(tmp_path / "m.toml"), tmp_path / "weights"
+@pytest.mark.parametrize("where", TARGETS)
+def test_fetch_killed_midway_resumes_on_the_next_run(hub: FakeHub, tmp_path: Path, where: str) -> None:
+    t = TARGETS[where]
+    hub.slow.add(t.key)
+    manifest = write_manifest(tmp_path / "m.toml", prompt_url=hub.url + PROMPT_PATH)
+    dest = tmp_path / "weights"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "models", *fetch_args(manifest, dest, "--voice", "none")],
+        [sys.executable, "-m", "bus.cli", "models", *fetch_args(manifest, dest, *t.args)],
         env=env_for(hub.url, tmp_path),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     staging = dest / fetch_mod.PARTIAL_DIR
-    job = fetch_mod.jobs_for(load_manifest(manifest), "tiny", None, dest)[0]
+    job = t.job(manifest, dest)
     try:
         assert wait_for(lambda: fetch_mod.already_have(job, dest) > 0, 20)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     had = fetch_mod.already_have(job, dest)
-    assert staging.exists() and not (dest / name).exists()  # nothing half-done is in place
-    r = run_cli(fetch_args(manifest, dest, "--voice", "none"), hub.url, tmp_path)
+    assert staging.exists() and not (dest / t.dest).exists()  # nothing half-done is in place
+    r = run_cli(fetch_args(manifest, dest, *t.args), hub.url, tmp_path)
     assert r.returncode == 0, r.stderr
-    ranges = [g[2] for g in hub.gets(name)]
+    ranges = [g[2] for g in hub.gets(t.path)]
     assert ranges[0] == "" and ranges[-1].startswith("bytes=")
     assert int(ranges[-1].removeprefix("bytes=").rstrip("-")) >= had  # resumed, not restarted
-    assert (dest / name).read_bytes() == SHARDS[name]
+    assert (dest / t.dest).read_bytes() == t.content
 
 
 def test_a_file_whose_sha256_differs_from_the_manifest_is_rejected_and_not_put_in_place(
