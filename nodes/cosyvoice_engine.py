@@ -238,7 +238,9 @@ class CosyVoiceEngine:
 
         self.options = options or EngineOptions()
         self.model = load_cosyvoice2(Path(model_dir), self.options.device, self.options.dtype)
-        self.bank = VoiceBank(self.model.spk2info, self.options.voices_dir, self.model.fingerprint)
+        self.bank = VoiceBank(  # model_dir: where the default voice's prompt is (nodes/voices.py)
+            self.model.spk2info, self.options.voices_dir, self.model.fingerprint, self.model.model_dir
+        )
         self.sample_rate_hz = self.model.sample_rate
         self._step: Any = None  # the LM step of speech_tokens (None: the eager LmStep)
         self.sampler: Any = None  # speech_tokens' sampler (None: cosyvoice_sampling's; benches swap it)
@@ -327,6 +329,8 @@ class CosyVoiceEngine:
                     "this model takes no instruct text (its tokenizer lacks <|endofprompt|>)"
                 )
             return self.encode(instruct + INSTRUCT_END), []  # instruct replaces the spoken prompt in the LM
+        if v.cross_lingual:  # upstream's inference_cross_lingual: the prompt's language stays out of the LM
+            return [], []
         if v.prompt_text_tokens is not None:
             return list(v.prompt_text_tokens), speech
         return (self.encode(v.prompt_text) if v.prompt_text else []), speech

@@ -13,7 +13,8 @@ deadline, model failure) -> Failed(stage="synthesize") and an `error` event, and
 the next sentence; cancel -> the job stops, a `cancelled` event, nothing more is sent.
 
 Config, [synthesize] (defaults in SynthSettings): model_dir, device ("auto": cuda > mps > cpu),
-dtype ("auto": float16 on CUDA), voice ("" = the model's first speaker), instruct, frontend
+dtype ("auto": float16 on CUDA), voice ("" = the model's first speaker, else "default": see
+nodes/voices.py), instruct, frontend
 ("kana" | "none"), first_hop_tokens, hop_tokens, deadline_s, max_text_tokens, seed, threads,
 cuda_graphs ("auto": on when the device is CUDA; true / false).
 """
@@ -137,7 +138,8 @@ class SynthesizeNode(Node):
             voices=self.engine.voices(),
             cuda_graphs=getattr(self.engine, "graphs", "off"),
         )
-        self.engine.bank.get(s.voice)  # an unknown voice: state "error" with the reason; sentences fail
+        v = self.engine.bank.get(s.voice)  # an unknown voice: state "error" with the reason; sentences fail
+        self.event("voice", name=v.name, source=v.source, cross_lingual=v.cross_lingual, configured=s.voice)
 
     def _open_engine(self) -> Any:
         from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions

@@ -8,6 +8,16 @@ transcript and an optional instruct text (style, emotion: CosyVoice2 reads it be
 <|endofprompt|>). `stream-tts voices` lists stored voices and the model's speakers.
 A stored voice remembers which prompt front end made it (fingerprint of the ONNX files) and is
 refused by a model with another.
+
+A cross-lingual voice (`--cross-lingual`: a prompt in another language than the text) keeps its
+transcript out of the LM, as upstream's inference_cross_lingual does: the LM gets neither prompt
+text nor prompt speech tokens, so the prompt's language does not leak into the speech; the flow
+still gets the prompt's speech tokens, mel and speaker embedding (the timbre).
+
+The default voice: the released CosyVoice2-0.5B has no speakers, so when `voice = ""` and no
+speaker exists, the voice "default" is cloned once, cross-lingually, from DEFAULT_PROMPT in the
+model folder (upstream's Mandarin prompt recording, fetched by `stream-tts models fetch`) and
+stored beside the others. A stored voice named "default" (`voices add default ...`) replaces it.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bus.errors import EngineError
 from nodes.errors import UnknownVoice, VoiceError
 
 VOICE_FORMAT = "stream-tts-voice/1"
@@ -31,6 +42,10 @@ PROMPT_MIN_S = 0.5
 PROMPT_MAX_S = 30.0  # the speech tokenizer takes at most 30 s
 TOKENIZER_RATE_HZ = 16000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_VOICE_NAME = "default"
+DEFAULT_PROMPT = "asset/zero_shot_prompt.wav"  # in the model folder; models/manifest.toml fetches it
+DEFAULT_PROMPT_TEXT = "希望你以后能够做的比我还好呦。"  # Mandarin: hence cloned cross-lingually
+DEFAULT_ORIGIN = "default prompt"  # a stored record's "origin" when the bank made it from the prompt
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,8 @@ class Voice:
     prompt_speech_token: Any = None  # torch int32 (1, N) or None
     prompt_speech_feat: Any = None  # torch float (1, 2N, 80) or None
     instruct: str = ""
-    source: str = "model"  # "model" (spk2info) or "stored" (voices add)
+    source: str = "model"  # "model" (spk2info) or "stored" (voices add, or the default voice)
+    cross_lingual: bool = False  # the prompt's text and speech tokens stay out of the LM
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,13 +73,23 @@ def voices_dir(data_dir: Path) -> Path:
 
 
 class VoiceBank:
-    """Resolves a voice name: stored voices first, then the model's spk2info ids; "" is the default
-    (the first stored voice named in config, else the model's first speaker)."""
+    """Resolves a voice name: stored voices first, then the model's spk2info ids. "" (no voice
+    configured) is the model's first speaker, else "default" (stored, or cloned now from the
+    model folder's DEFAULT_PROMPT), else the first stored voice."""
 
-    def __init__(self, spk2info: dict[str, dict[str, Any]], folder: Path | None, fingerprint: str) -> None:
+    def __init__(
+        self,
+        spk2info: dict[str, dict[str, Any]],
+        folder: Path | None,
+        fingerprint: str,
+        model_dir: Path | None = None,
+    ) -> None:
         self.spk2info = spk2info
         self.folder = folder
         self.fingerprint = fingerprint
+        self.model_dir = model_dir
+        self.default_prompt = Path(model_dir) / DEFAULT_PROMPT if model_dir is not None else None
+        self._build_error: VoiceError | None = None  # a failed build is not retried per sentence
 
     def stored_names(self) -> list[str]:
         if self.folder is None or not self.folder.is_dir():
@@ -73,22 +99,79 @@ class VoiceBank:
     def names(self) -> list[str]:
         return [*self.stored_names(), *(n for n in self.spk2info if n not in self.stored_names())]
 
+    def can_build_default(self) -> bool:
+        return self.folder is not None and self.default_prompt is not None and self.default_prompt.is_file()
+
+    def choose(self, name: str) -> str:
+        """The voice `name` stands for (see the class docstring); UnknownVoice when "" finds none."""
+        if name:
+            return name
+        if self.spk2info:
+            return next(iter(self.spk2info))
+        stored = self.stored_names()
+        if DEFAULT_VOICE_NAME in stored or self.can_build_default():
+            return DEFAULT_VOICE_NAME
+        if stored:
+            return stored[0]
+        raise UnknownVoice(
+            "no voice given, the model has no speakers (spk2info.pt), no voice is stored and the "
+            f"default voice's prompt is not there ({self.default_prompt or DEFAULT_PROMPT}): "
+            "fetch it with `stream-tts models fetch`, or add a voice: stream-tts voices add NAME WAV TEXT"
+        )
+
     def get(self, name: str) -> Voice:
-        if not name:
-            if not self.spk2info and not self.stored_names():
-                raise UnknownVoice(
-                    "no voice given and the model has no speakers (spk2info.pt); add one: "
-                    "stream-tts voices add NAME WAV TEXT"
-                )
-            name = next(iter(self.spk2info), None) or self.stored_names()[0]
-        if self.folder is not None and (self.folder / f"{name}.pt").is_file():
-            return load_voice(self.folder / f"{name}.pt", self.fingerprint)
+        name = self.choose(name)
+        path = self.folder / f"{name}.pt" if self.folder is not None else None
+        if name == DEFAULT_VOICE_NAME and path is not None and self._default_needs_build(path):
+            self._build_default(path)
+        if path is not None and path.is_file():
+            return load_voice(path, self.fingerprint)
         if name in self.spk2info:
             return _from_spk2info(name, self.spk2info[name])
         known = ", ".join(self.names()) or "none"
         raise UnknownVoice(
             f"unknown voice {name!r} (known: {known}; add one: stream-tts voices add NAME WAV TEXT)"
         )
+
+    def describe(self, name: str) -> str:
+        """What `name` resolves to, in words, building nothing (for `doctor` and `voices`)."""
+        chosen = self.choose(name)
+        path = self.folder / f"{chosen}.pt" if self.folder is not None else None
+        if chosen == DEFAULT_VOICE_NAME and path is not None and self._default_needs_build(path):
+            return f"{chosen}: cloned (cross-lingual) from {self.default_prompt} when synthesize starts"
+        v = self.get(chosen)
+        if v.source == "model":
+            return f"{v.name}: model speaker"
+        return f"{v.name}: stored voice{' (cross-lingual)' if v.cross_lingual else ''}"
+
+    def _default_needs_build(self, path: Path) -> bool:
+        """No stored "default" yet, or one this bank made for another model's front end."""
+        if not self.can_build_default():
+            return False
+        if not path.is_file():
+            return True
+        raw = _read_record(path)
+        return raw.get("origin") == DEFAULT_ORIGIN and raw.get("fingerprint") != self.fingerprint
+
+    def _build_default(self, path: Path) -> None:
+        """Clone "default" from the prompt through the same code as `voices add`, once."""
+        if self._build_error is not None:
+            raise self._build_error
+        assert self.model_dir is not None and self.default_prompt is not None
+        try:
+            record = make_voice(
+                PromptFrontend(self.model_dir),
+                DEFAULT_VOICE_NAME,
+                self.default_prompt,
+                DEFAULT_PROMPT_TEXT,
+                cross_lingual=True,
+            )
+        except EngineError as exc:  # a bad prompt file or front end: say so on every sentence
+            why = f"the default voice cannot be made from {self.default_prompt}: {exc}"
+            self._build_error = VoiceError(why)
+            raise self._build_error from exc
+        record["origin"] = DEFAULT_ORIGIN
+        save_voice(record, path.parent)
 
 
 def _from_spk2info(name: str, entry: dict[str, Any]) -> Voice:
@@ -110,7 +193,7 @@ def _from_spk2info(name: str, entry: dict[str, Any]) -> Voice:
     )
 
 
-def load_voice(path: Path, fingerprint: str | None = None) -> Voice:
+def _read_record(path: Path) -> dict[str, Any]:
     import torch
 
     try:
@@ -119,6 +202,11 @@ def load_voice(path: Path, fingerprint: str | None = None) -> Voice:
         raise VoiceError(f"{path}: not a stored voice ({type(exc).__name__}: {exc})") from exc
     if not isinstance(raw, dict) or raw.get("format") != VOICE_FORMAT:
         raise VoiceError(f"{path}: not a {VOICE_FORMAT} file")
+    return raw
+
+
+def load_voice(path: Path, fingerprint: str | None = None) -> Voice:
+    raw = _read_record(path)
     if fingerprint is not None and raw.get("fingerprint") != fingerprint:
         raise VoiceError(
             f"voice {path.stem!r} was made with another model's prompt front end; "
@@ -132,7 +220,8 @@ def load_voice(path: Path, fingerprint: str | None = None) -> Voice:
         prompt_speech_feat=raw["prompt_speech_feat"],
         instruct=str(raw.get("instruct", "")),
         source="stored",
-        extra={"seconds": raw.get("seconds"), "created": raw.get("created")},
+        cross_lingual=bool(raw.get("cross_lingual", False)),
+        extra={"seconds": raw.get("seconds"), "created": raw.get("created"), "origin": raw.get("origin")},
     )
 
 
@@ -212,16 +301,25 @@ def read_prompt(wav: Path) -> tuple[np.ndarray, int]:
 
 
 def make_voice(
-    frontend: PromptFrontend, name: str, wav: Path, transcript: str, instruct: str = ""
+    frontend: PromptFrontend,
+    name: str,
+    wav: Path,
+    transcript: str,
+    instruct: str = "",
+    cross_lingual: bool = False,
 ) -> dict[str, Any]:
-    """The stored form of a cloned voice (see VOICE_FORMAT)."""
+    """The stored form of a cloned voice (see VOICE_FORMAT). A cross-lingual voice needs no
+    transcript: the LM never reads it (see the module docstring)."""
     import soxr
     import torch
 
     if not _NAME.match(name):
         raise VoiceError(f"voice name {name!r}: use letters, digits, '_', '-', '.' (at most 64)")
-    if not any(c.isalnum() for c in transcript):
-        raise VoiceError("the transcript is empty: zero-shot cloning needs the words spoken in the WAV")
+    if not cross_lingual and not any(c.isalnum() for c in transcript):
+        raise VoiceError(
+            "the transcript is empty: zero-shot cloning needs the words spoken in the WAV "
+            "(or --cross-lingual for a prompt in another language)"
+        )
     audio, rate = read_prompt(wav)
     s16 = (
         audio
@@ -239,6 +337,7 @@ def make_voice(
         "name": name,
         "prompt_text": transcript.strip(),
         "instruct": instruct.strip(),
+        "cross_lingual": cross_lingual,
         "embedding": torch.from_numpy(frontend.embedding(s16)),
         "prompt_speech_token": torch.from_numpy(tokens[:n].copy())[None],
         "prompt_speech_feat": torch.from_numpy(feat[: 2 * n].copy())[None],
@@ -261,9 +360,9 @@ def save_voice(record: dict[str, Any], folder: Path) -> Path:
 
 
 def cli_voices(argv: list[str]) -> int:
-    """`stream-tts voices [--config F]` lists; `stream-tts voices add NAME WAV TEXT [--instruct T]`."""
+    """`stream-tts voices [--config F]` lists; `stream-tts voices add NAME WAV [TEXT] [--instruct T]
+    [--cross-lingual]` clones."""
     from bus.config import ConfigError, load_config
-    from bus.errors import EngineError
 
     parser = argparse.ArgumentParser(prog="stream-tts voices", description="list or add synthesis voices")
     parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
@@ -271,8 +370,13 @@ def cli_voices(argv: list[str]) -> int:
     add = sub.add_parser("add", help="clone a voice from a prompt WAV and its transcript")
     add.add_argument("name")
     add.add_argument("wav", type=Path)
-    add.add_argument("text", help="what is said in the WAV")
+    add.add_argument("text", nargs="?", default="", help="what is said in the WAV")
     add.add_argument("--instruct", default="", help="style/emotion text read before <|endofprompt|>")
+    add.add_argument(
+        "--cross-lingual",
+        action="store_true",
+        help="the WAV is in another language than the text to speak: its transcript stays out of the LM",
+    )
     add.add_argument("--config", dest="config_add", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -280,7 +384,9 @@ def cli_voices(argv: list[str]) -> int:
         model_dir = config.path_setting("synthesize", "model_dir", DEFAULT_MODEL_DIR)
         folder = voices_dir(config.data_dir)
         if args.cmd == "add":
-            record = make_voice(PromptFrontend(model_dir), args.name, args.wav, args.text, args.instruct)
+            record = make_voice(
+                PromptFrontend(model_dir), args.name, args.wav, args.text, args.instruct, args.cross_lingual
+            )
             path = save_voice(record, folder)
             n = int(record["prompt_speech_token"].shape[1])
             print(f"{args.name}\t{path}\t{record['seconds']} s, {n} prompt tokens")
@@ -289,23 +395,30 @@ def cli_voices(argv: list[str]) -> int:
 
         fp = fingerprint(model_dir) if model_dir.is_dir() else ""
         spk = load_spk2info(model_dir) if model_dir.is_dir() else {}
-        bank = VoiceBank(spk, folder, fp)
+        bank = VoiceBank(spk, folder, fp, model_dir)
         for name in bank.stored_names():
             try:
                 v = load_voice(folder / f"{name}.pt", fp or None)
+                kind = "cloned (cross-lingual)" if v.cross_lingual else "cloned"
                 print(
-                    f"{name}\tcloned\t{v.prompt_text[:40]}"
+                    f"{name}\t{kind}\t{v.prompt_text[:40]}"
                     + (f"\tinstruct: {v.instruct}" if v.instruct else "")
                 )
             except VoiceError as exc:
                 print(f"{name}\tunusable\t{exc}")
         for name in spk:
             print(f"{name}\tmodel speaker\t{model_dir.name}")
-        if not bank.names():
-            print(
-                f"no voices (model folder {model_dir}; add one: stream-tts voices add NAME WAV TEXT)",
-                file=sys.stderr,
-            )
+        if not spk and DEFAULT_VOICE_NAME not in bank.stored_names() and bank.can_build_default():
+            when = f"cloned from {bank.default_prompt} when synthesize starts"
+            print(f"{DEFAULT_VOICE_NAME}\tnot made yet\t{when}")
+        want = str(config.section("synthesize").get("voice", ""))
+        if not fp:
+            print(f"W voices: no model folder at {model_dir} ([synthesize] model_dir)", file=sys.stderr)
+            return 0
+        try:
+            print(f'I voices: [synthesize] voice = "{want}": {bank.describe(want)}', file=sys.stderr)
+        except (UnknownVoice, VoiceError) as exc:
+            print(f"W voices: {exc}", file=sys.stderr)
         return 0
     except (ConfigError, EngineError) as exc:
         print(f"E voices: {exc}", file=sys.stderr)

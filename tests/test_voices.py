@@ -7,15 +7,26 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+from bus.messages import Failed, TapEvent
 from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.errors import VoiceError
-from nodes.voices import VOICE_FORMAT, PromptFrontend, load_voice, make_voice
+from nodes.errors import UnknownVoice, VoiceError
+from nodes.voices import (
+    DEFAULT_ORIGIN,
+    DEFAULT_PROMPT,
+    DEFAULT_PROMPT_TEXT,
+    DEFAULT_VOICE_NAME,
+    VOICE_FORMAT,
+    PromptFrontend,
+    load_voice,
+    make_voice,
+)
 from tests.conftest import REPO, write_config
 
 pytestmark = pytest.mark.timeout(180)
@@ -132,3 +143,159 @@ def test_a_voice_made_with_another_model_is_refused(tmp_path: Path, tiny_models:
     path = save_voice(record, tmp_path / "voices")
     with pytest.raises(VoiceError, match="another model"):
         load_voice(path, PromptFrontend(tiny_models[1]).fingerprint)
+
+
+# ---- cross-lingual voices and the default voice ------------------------------------------------
+def speakerless(cosy: Path, dest: Path) -> Path:
+    """The tiny model as the released CosyVoice2-0.5B is: no spk2info.pt."""
+    dest.mkdir()
+    for p in cosy.iterdir():
+        if p.name != "spk2info.pt":
+            (dest / p.name).symlink_to(p)
+    return dest
+
+
+def write_default_prompt(model: Path) -> Path:
+    """A prompt where `stream-tts models fetch` puts the default voice's: 24 kHz float32 mono, 3.5 s."""
+    wav = model / DEFAULT_PROMPT
+    wav.parent.mkdir(exist_ok=True)
+    audio, rate = sf.read(prompt_wav(wav, seconds=3.5, rate=24000, pitch_hz=180), dtype="float32")
+    sf.write(wav, audio, rate, subtype="FLOAT")
+    return wav
+
+
+class Seen:
+    """What the engine hands the LM driver and the vocoder, recorded on the way to the real ones."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from nodes import cosyvoice_stream as cs
+
+        self.lm: list[tuple[list[int], list[int]]] = []
+        self.flow: list[tuple[int, int, torch.Tensor]] = []
+        real_lm, real_vocoder = cs.speech_tokens, cs.ChunkVocoder
+
+        def speech_tokens(
+            model: Any, text: Any, prompt_text: list[int], prompt_speech: list[int], *a: Any, **k: Any
+        ) -> Any:
+            self.lm.append((list(prompt_text), list(prompt_speech)))
+            return real_lm(model, text, prompt_text, prompt_speech, *a, **k)
+
+        def vocoder(model: Any, embedding: Any, token: Any, feat: Any, *a: Any) -> Any:
+            self.flow.append((int(token.shape[1]), int(feat.shape[1]), embedding))
+            return real_vocoder(model, embedding, token, feat, *a)
+
+        monkeypatch.setattr(cs, "speech_tokens", speech_tokens)
+        monkeypatch.setattr(cs, "ChunkVocoder", vocoder)
+
+
+def test_a_cross_lingual_voice_keeps_its_prompt_out_of_the_lm_and_in_the_flow(
+    tmp_path: Path, tiny_models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodes.voices import save_voice
+
+    cosy, folder = tiny_models[1], tmp_path / "voices"
+    fe = PromptFrontend(cosy)
+    wav = prompt_wav(tmp_path / "zh.wav")
+    same = make_voice(fe, "same", wav, "希望你以后能够做的比我还好呦。")
+    cross = make_voice(fe, "cross", wav, "希望你以后能够做的比我还好呦。", cross_lingual=True)
+    for record in (same, cross):
+        save_voice(record, folder)
+    engine = CosyVoiceEngine(cosy, EngineOptions(max_token_text_ratio=4.0, voices_dir=folder))
+    seen = Seen(monkeypatch)
+    for name in ("same", "cross"):
+        audio = np.concatenate([c.pcm for c in engine.synthesize(["同じ文です。"], name)])
+        assert audio.size > 0 and np.all(np.isfinite(audio))
+    n = int(same["prompt_speech_token"].shape[1])
+    # the same-language clone: transcript and prompt speech tokens lead the LM, as in zero-shot
+    assert seen.lm[0] == (engine.encode(same["prompt_text"]), same["prompt_speech_token"][0].tolist())
+    # cross-lingual: the LM sees neither (upstream's inference_cross_lingual) ...
+    assert seen.lm[1] == ([], [])
+    # ... while the flow is conditioned on the prompt exactly as for the clone: tokens, mel, speaker
+    assert seen.flow[0][:2] == seen.flow[1][:2] == (n, 2 * n)
+    assert torch.equal(seen.flow[1][2], cross["embedding"])
+    assert load_voice(folder / "cross.pt").cross_lingual and not load_voice(folder / "same.pt").cross_lingual
+
+
+def test_voices_add_cross_lingual_needs_no_transcript(tmp_path: Path, tiny_models: tuple[Path, Path]) -> None:
+    config = write_config(
+        tmp_path / "c.toml", tmp_path / "data", synthesize={"model_dir": str(tiny_models[1])}
+    )
+    wav = prompt_wav(tmp_path / "zh.wav")
+    refused = cli(config, "add", "zh", str(wav))
+    assert (
+        refused.returncode == 1
+        and "transcript is empty" in refused.stderr
+        and "--cross-lingual" in refused.stderr
+    )
+    add = cli(config, "add", "zh", str(wav), "--cross-lingual")
+    assert add.returncode == 0, add.stderr
+    assert torch.load(tmp_path / "data" / "voices" / "zh.pt", weights_only=True)["cross_lingual"] is True
+    listing = cli(config)
+    assert listing.stdout.splitlines()[0].startswith("zh\tcloned (cross-lingual)")
+
+
+def test_no_speaker_no_stored_voice_and_no_prompt_is_refused_with_the_fix(
+    tmp_path: Path, tiny_models: tuple[Path, Path]
+) -> None:
+    from nodes.voices import VoiceBank, save_voice
+
+    model = speakerless(tiny_models[1], tmp_path / "m")
+    fe = PromptFrontend(model)
+    bank = VoiceBank({}, tmp_path / "voices", fe.fingerprint, model)
+    with pytest.raises(UnknownVoice) as err:
+        bank.get("")
+    assert "stream-tts models fetch" in str(err.value) and "stream-tts voices add" in str(err.value)
+    assert str(model / DEFAULT_PROMPT) in str(err.value)
+    save_voice(make_voice(fe, "me", prompt_wav(tmp_path / "me.wav"), "はい。"), tmp_path / "voices")
+    assert bank.get("").name == "me"  # a stored voice, with no prompt to make "default" from
+
+
+@pytest.mark.timeout(400)
+def test_the_synthesize_node_makes_the_default_voice_once_from_the_fetched_prompt(
+    tmp_path: Path, tiny_models: tuple[Path, Path]
+) -> None:
+    from tests.test_synthesize_node import start
+
+    model = speakerless(tiny_models[1], tmp_path / "model")
+    (tmp_path / "run").mkdir()
+    env, h = start(tmp_path / "run", model, first_hop_tokens=5, max_text_tokens=20)
+    stored = env.data_dir / "voices" / f"{DEFAULT_VOICE_NAME}.pt"
+
+    def restart() -> TapEvent:
+        env.stop_all()
+        h.events.clear()
+        env.start("node", "synthesize")
+        assert h.wait_state(("ready", "error")) == "ready", env.log("node-synthesize")[-3000:]
+        return h.event("voice", timeout=30)
+
+    try:
+        # no speaker, no voice configured or stored, no prompt: the sentence fails and says the fix
+        assert h.wait_state(("ready", "error")) == "error"
+        h.clause("s", 0, 0, "テストです。", last=True)
+        failed = h.ack()
+        assert isinstance(failed, Failed) and "stream-tts models fetch" in failed.reason, failed
+        # the prompt is fetched: the next start makes "default" from it and says so on the tap
+        prompt = write_default_prompt(model)
+        voice = restart()
+        assert voice.detail == {
+            "name": "default",
+            "source": "stored",
+            "cross_lingual": True,
+            "configured": "",
+        }
+        record = torch.load(stored, weights_only=True)
+        # made by the same code as `voices add --cross-lingual`, from that prompt
+        again = make_voice(PromptFrontend(model), "default", prompt, DEFAULT_PROMPT_TEXT, cross_lingual=True)
+        assert record["cross_lingual"] is True and record["origin"] == DEFAULT_ORIGIN
+        assert torch.equal(record["embedding"], again["embedding"])
+        assert torch.equal(record["prompt_speech_token"], again["prompt_speech_token"])
+        h.clause("s", 1, 0, "テストを実行します。", last=True)
+        audio = h.sentence_audio("s", 1)
+        assert sum(len(c.pcm) for c in audio) > 0
+        # once: a restart uses the stored voice, it does not make it again
+        made = stored.stat().st_mtime_ns
+        assert restart().detail["name"] == "default"
+        assert stored.stat().st_mtime_ns == made
+    finally:
+        env.stop_all()
+        h.close()
