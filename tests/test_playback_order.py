@@ -1,6 +1,7 @@
-"""Playback's WAV sink keeps seq order per stream, as the device player does: a sentence waits for a
-missing earlier one up to gap_wait_s, then the gap is skipped (an event) and one arriving after that
-is failed, never played out of order; a restarted playback goes on after played.jsonl's last seq."""
+"""Playback's one ordering rule (nodes/seq_order.py) on its own, and the WAV sink keeping it: a
+sentence waits for a missing earlier one up to gap_wait_s, then the gap is skipped (an event) and one
+arriving after that is failed, never played out of order; a restarted playback goes on after
+played.jsonl's last seq. The device path keeps the same rule: tests/test_playback_device_order.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,60 @@ import time
 import zmq
 
 from bus.messages import Failed, Played, encode
+from nodes.seq_order import Decision, SeqOrder, Turn, lowest_per_stream
 from tests.conftest import BusEnv
 from tests.test_runtime import _chunks, pull, ready, recv
+
+
+def test_a_stream_starts_at_seq_0_or_after_the_last_that_went_out() -> None:
+    order = SeqOrder(1.0, went_out=[("a", 0), ("a", 2), ("a", 1)])
+    assert order.due("a") == 3 and order.due("new") == 0
+    assert order.decide("a", 3, 0.0).turn is Turn.GO
+    assert order.decide("new", 0, 0.0).turn is Turn.GO
+    assert order.decide("new", 1, 0.0).turn is Turn.WAIT
+
+
+def test_a_later_seq_waits_gap_wait_s_then_goes_and_the_skipped_one_is_late() -> None:
+    order = SeqOrder(1.5)
+    assert order.decide("s", 3, 1.49).turn is Turn.WAIT
+    d = order.decide("s", 3, 1.5)
+    assert d.turn is Turn.GO and list(d.skipped) == [0, 1, 2] and "1.5 s" in d.reason
+    order.went_out("s", 3)
+    late = order.decide("s", 1, 100.0)
+    assert late.turn is Turn.LATE and order.late("s", 1)
+    assert "after seq 3" in late.reason and "skipped" in late.reason
+    assert order.decide("s", 4, 0.0) == Decision(Turn.GO)  # the next one: nothing skipped
+
+
+def test_after_a_cancel_any_seq_goes_then_order_resumes_from_it() -> None:
+    order = SeqOrder(1.0, went_out=[("s", 4), ("t", 0)])
+    order.cancel(["s"])
+    assert order.due("s") is None and not order.late("s", 0)
+    assert order.decide("s", 9, 0.0).turn is Turn.GO and order.due("t") == 1
+    order.went_out("s", 9)
+    assert order.due("s") == 10 and order.decide("s", 8, 0.0).turn is Turn.LATE
+
+
+def test_a_sentence_that_never_got_out_is_due_again_unless_a_later_one_went() -> None:
+    order = SeqOrder(1.0)
+    order.went_out("s", 0)
+    order.take_back("s", 0)  # failed before a later one went: its retry may go
+    assert order.due("s") == 0
+    order.went_out("s", 0)
+    order.went_out("s", 1)
+    order.take_back("s", 0)  # seq 1 is out already: a retry of 0 would be out of order
+    assert order.due("s") == 2
+    order.went_out("s", 3)  # 2 skipped
+    order.rewind("s", 1)  # the device died holding 1 and 3: both are due again, from 1
+    assert order.due("s") == 1
+    order.rewind("s", 3)
+    assert order.due("s") == 1
+
+
+def test_lowest_per_stream_picks_each_streams_lowest_seq() -> None:
+    items = [("a", 2, "a2"), ("b", 1, "b1"), ("a", 0, "a0"), ("a", 0, "a0-again")]
+    heads = lowest_per_stream(items, lambda x: (x[0], x[1]))
+    assert {k: v[2] for k, v in heads.items()} == {"a": "a0", "b": "b1"}
 
 
 def _played(env: BusEnv) -> list[tuple[str, int]]:
