@@ -1,18 +1,20 @@
 """Playback: audio chunks in, sound out (or WAV files), a played/failed ack back to ingest.
 
-Chunks are gathered per sentence (stream, seq, attempt) and handed to the player (nodes/player.py)
-in chunk order as they come; the player decides what the device hears. The device stream opens
-with the first chunk, is fed silence between sentences, and closes after `idle_close_s` of nothing.
+Chunks are gathered per sentence (stream, seq, attempt). Both sinks send a stream's sentences out
+by one rule (nodes/seq_order.py): in seq order, a stream taken up after the last seq in
+played.jsonl (any seq after a cancel); a sentence whose earlier seq is missing waits `gap_wait_s`,
+then the gap is skipped with a `skipped` event, and a skipped one arriving later is failed (once
+whole), never played out of order. WAV files are written whole, in that order. On the device a
+sentence goes out with its first chunk: the player (nodes/player.py) gets its place, then each
+chunk as it comes, so the next sentence is buffered while the one before plays. The device stream
+opens with the first chunk, is fed silence between sentences, and closes after `idle_close_s` of nothing.
 A sentence is acked when the player reports that its last sample leaves the device (DAC time from
 the stream's callback), not when it was queued. With no usable device the node says so once and
 writes one WAV per sentence instead; a device that dies mid-run is rescanned and reopened, or else
 the node falls back to WAVs; either way every sentence it holds (the one in hand too) is kept.
 Every played sentence appends one JSON line to <data_dir>/played.jsonl; a sentence is played at most
 once (a re-sent attempt of a sentence already played is dropped, and acked again when its last chunk
-comes: the first ack may have died with a crash). WAV files are written in seq order per stream,
-as the player orders the device: a sentence whose earlier seq is missing waits `gap_wait_s`, then
-the gap is skipped with a `skipped` event (a skipped one arriving later is failed, never played out
-of order); a restarted node takes up each stream after the last seq in played.jsonl.
+comes: the first ack may have died with a crash).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from bus.node import Node, main_for
 from nodes.audio_out import AudioDeviceError, AudioOutput, OpenInfo, SoundDeviceOutput, rescan
 from nodes.playback_config import PlaybackSettings, Resampler, mono_f32
 from nodes.player import Done, Key, Player, PlayerSettings, Started, Starved
+from nodes.seq_order import SeqOrder, Turn, lowest_per_stream
 from nodes.wav_sink import WavSink
 
 PLAYED_LOG = "played.jsonl"
@@ -64,6 +67,7 @@ class _Held:
     chunks: dict[int, AudioChunk] = field(default_factory=dict)
     arrivals: dict[int, int] = field(default_factory=dict)
     last_index: int | None = None
+    out: bool = False  # its turn came (nodes/seq_order.py): written, or handed to the player
     fed: int = 0
     resampler: Resampler | None = None
     touched: float = 0.0
@@ -97,9 +101,7 @@ class PlaybackNode(Node):
         self.played_log = self.config.data_dir / PLAYED_LOG
         self.played_log.parent.mkdir(parents=True, exist_ok=True)
         self.played: set[tuple[str, int]] = _already_played(self.played_log)
-        self.next_seq: dict[str, int | None] = {}  # WAV order: stream -> seq due next (None: any)
-        for stream, seq in self.played:
-            self.next_seq[stream] = max(seq + 1, self.next_seq.get(stream) or 0)
+        self.order = SeqOrder(self.s.gap_wait_s, self.played)
         self.held: dict[Key, _Held] = {}
         self.acks_due: list[Done] = []
         self.max_seq: dict[str, int] = {}
@@ -160,8 +162,8 @@ class PlaybackNode(Node):
             h for h in self.held.values() if not h.complete() and now - h.touched > self.s.stall_timeout_s
         ]:
             yield self._fail(h, f"no chunk for {self.s.stall_timeout_s:g} s: the sentence never completed")
-        if self.mode == "wav" and self.held and not self.paused:
-            yield from self._write_ready()  # a gap waited for long enough is skipped
+        if self.held and not (self.mode == "wav" and self.paused):
+            yield from self._send_out(self.mode)  # a gap waited for long enough is skipped
         if self.mode != "device" or self.player is None:
             return
         for ev in self.player.events():
@@ -223,6 +225,7 @@ class PlaybackNode(Node):
             for k in [
                 k for k, o in self.held.items() if k[:2] == key[:2] and k[2] < key[2] and not o.complete()
             ]:
+                h.out = h.out or self.held[k].out  # the newer attempt takes its place in the order
                 self._drop(k, "superseded by a later attempt")  # the runtime drops its remaining chunks
         elif chunk.index in h.chunks:
             self.event("duplicate", chunk, reason=f"chunk {chunk.index} came twice")
@@ -247,12 +250,13 @@ class PlaybackNode(Node):
         if len(self.held) > MAX_PENDING_SENTENCES:
             yield self._fail(next(iter(self.held.values())), "too many sentences waiting for their chunks")
         if self.mode == "device":
-            yield from self._feed(h)
+            yield from self._feed(h) if h.out else self._send_out("device")
         elif h.complete() and not self.paused:
             yield from self._write_ready()
 
     def _feed(self, h: _Held) -> Iterator[Message]:
-        """Hand the player every chunk of `h` that is next in order (opening the stream if needed)."""
+        """Hand the player `h`'s place and every chunk of it next in chunk order (opening the stream
+        if needed). Only for a sentence whose turn came: the player plays what it holds."""
         if self.player is None:
             try:
                 self._open(h.first.rate_hz)
@@ -263,6 +267,7 @@ class PlaybackNode(Node):
                     yield from self._device_lost(str(exc))
                 return
         assert self.player is not None and self.info is not None
+        self.player.enqueue(h.key)
         while h.fed in h.chunks:
             chunk = h.chunks[h.fed]
             pcm = mono_f32(chunk)
@@ -285,7 +290,6 @@ class PlaybackNode(Node):
                 preroll_ms=max(s.preroll_ms, 2000 * info.latency_s),  # the device buffer sees silence first
                 policy=s.policy,
                 turn_hold_s=s.turn_hold_s,
-                gap_wait_s=s.gap_wait_s,
                 cue=s.cue == "tone",
             ),
             volume=self.volume,
@@ -325,7 +329,8 @@ class PlaybackNode(Node):
         return None
 
     def _device_lost(self, reason: str) -> Iterator[Message]:
-        """Reopen after a rescan, replaying every held sentence from its start; else fall back to WAVs."""
+        """Reopen after a rescan, handing the new player every sentence the old one had, from its start;
+        else fall back to WAVs."""
         self.event("device_lost", reason=reason, held=len(self.held))
         log.warning("W playback: audio device lost (%s)", reason)
         self.output.close()
@@ -348,7 +353,7 @@ class PlaybackNode(Node):
             return
         self._recovering = True
         try:
-            for h in sorted(self.held.values(), key=lambda h: h.arrived_mono_ns):
+            for h in [h for h in self.held.values() if h.out]:
                 h.fed, h.resampler = 0, None
                 yield from self._feed(h)
                 if self.mode != "device":
@@ -366,6 +371,10 @@ class PlaybackNode(Node):
     def _go_wav(self, reason: str) -> None:
         self.mode = "wav"
         self.player = None
+        for h in self.held.values():
+            if h.out:  # handed to a player that is gone: each is written as a WAV in its turn instead
+                h.out = False
+                self.order.rewind(h.first.stream, h.first.seq)
         self.event("no_audio_device", reason=reason, sink="wav", folder=str(self.sink.folder))
         self.event("sink", sink="wav", folder=str(self.sink.folder), reason=reason)
         log.warning(
@@ -374,39 +383,42 @@ class PlaybackNode(Node):
 
     # ---- sentences out ------------------------------------------------------------------------------
     def _write_ready(self) -> Iterator[Message]:
-        """Write every complete sentence whose turn it is, in seq order per stream (module docstring)."""
+        yield from self._send_out("wav")
+
+    def _send_out(self, mode: str) -> Iterator[Message]:
+        """Send out every sentence whose turn it is by the rule (module docstring): WAV writes whole
+        ones (waiting from their last chunk); the device takes one from its first chunk."""
+        whole = mode == "wav"
         now = time.monotonic()
-        while True:
-            heads: dict[str, _Held] = {}
-            for h in self.held.values():
-                if h.complete() and (
-                    h.first.stream not in heads or h.first.seq < heads[h.first.stream].first.seq
-                ):
-                    heads[h.first.stream] = h
-            due = None
-            for stream, h in heads.items():
-                expected = self.next_seq.get(stream, 0)
-                if expected is not None and h.first.seq < expected:
-                    yield self._fail(
-                        h, f"arrived after seq {expected - 1} of its stream was played (skipped)"
+        while self.mode == mode:
+            taken = {h.key[:2] for h in self.held.values() if h.out}  # one attempt of a sentence goes
+            waiting = [
+                h
+                for h in self.held.values()
+                if not h.out
+                and h.key[:2] not in taken
+                and (h.complete() or not (whole or self.order.late(h.first.stream, h.first.seq)))
+            ]  # a late one is failed once whole, not once per chunk
+            moved = False
+            for stream, h in lowest_per_stream(waiting, lambda h: h.key[:2]).items():
+                since = h.touched if whole else h.arrived_mono_ns / 1e9
+                d = self.order.decide(stream, h.first.seq, now - since)
+                if d.turn is Turn.WAIT:
+                    continue
+                moved = True
+                if d.turn is Turn.LATE:
+                    yield self._fail(h, d.reason)
+                    break
+                if d.skipped:
+                    gap = d.skipped
+                    self.event(
+                        "skipped", None, stream=stream, seq=gap.start, missing=list(gap[:50]), reason=d.reason
                     )
-                    due = h
-                    break
-                if expected is None or h.first.seq == expected or now - h.touched >= self.s.gap_wait_s:
-                    if expected is not None and h.first.seq > expected:
-                        missing = list(range(expected, h.first.seq))
-                        self.event(
-                            "skipped",
-                            None,
-                            stream=stream,
-                            seq=expected,
-                            missing=missing[:50],
-                            reason=f"not here {self.s.gap_wait_s:g} s after seq {h.first.seq} was",
-                        )
-                    yield from self._write(h)
-                    due = h
-                    break
-            if due is None:
+                self.order.went_out(stream, h.first.seq)
+                h.out = True
+                yield from self._write(h) if whole else self._feed(h)
+                break
+            if not moved:
                 return
 
     def _write(self, h: _Held) -> Iterator[Message]:
@@ -439,7 +451,6 @@ class PlaybackNode(Node):
         for key in [k for k in self.held if k[:2] == h.key[:2]]:  # every attempt of this sentence
             del self.held[key]
         self.played.add(h.key[:2])
-        self.next_seq[h.first.stream] = max(h.first.seq + 1, self.next_seq.get(h.first.stream) or 0)
         self.counters["played"] += 1
         last = h.chunks[len(h.chunks) - 1]
         mine = Stamp("playback", h.arrived_wall_ns, h.arrived_mono_ns, time.time_ns(), time.monotonic_ns())
@@ -472,6 +483,8 @@ class PlaybackNode(Node):
     def _fail(self, h: _Held, reason: str) -> Failed:
         for key in [k for k in self.held if k == h.key]:
             del self.held[key]
+        if h.out:  # it never got out: a retry may take its turn while no later seq went
+            self.order.take_back(h.first.stream, h.first.seq)
         if self.player is not None:
             self.player.drop(h.key)
         self.event("failed", h.first, reason=reason)
@@ -488,8 +501,7 @@ class PlaybackNode(Node):
         self.cut_ns[msg.stream] = ingest.recv_wall_ns if ingest else time.time_ns()
         for stream in [msg.stream] if msg.stream else list(self.max_seq):
             self.cut_seq[stream] = self.max_seq.get(stream, -1)
-        for stream in [msg.stream] if msg.stream else list({*self.next_seq, *self.max_seq}):
-            self.next_seq[stream] = None  # what comes next after a cancel is not known here: any seq
+        self.order.cancel([msg.stream] if msg.stream else [*self.order.streams(), *self.max_seq])
         self.event("cancelled", None, cancel_stream=msg.stream, reason=msg.reason, dropped=len(dropped))
 
     def _was_cancelled(self, chunk: AudioChunk) -> bool:

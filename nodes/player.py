@@ -1,10 +1,13 @@
 """The player: what the sound device hears, block by block. Pure numpy; the audio thread calls
 `render`, the node thread calls everything else; one lock, held briefly, is all they share.
 
-Sentences wait here until they can play: one at a time and whole, in seq order within a stream,
+Sentences wait here until they can play: one at a time and whole, each stream's in seq order,
 with `policy` choosing the next stream at a sentence boundary ("finish-turn": the stream that
 spoke last keeps the floor while it has more to say, or until `turn_hold_s` of silence;
-"round-robin": the stream that waited longest goes next). A sentence starts once its jitter
+"round-robin": the stream that waited longest goes next). Which seqs get here, and when, is the
+node's call (the rule of nodes/seq_order.py, shared with the WAV sink): a sentence is given its
+place (`enqueue`) when its turn comes, before its audio, and a stream waits for the sentence at its
+head; the player never waits for a seq it was not given. A sentence starts once its jitter
 buffer holds `jitter_ms` (or it is complete, or flushed). Edge fades are written into the
 sentence's own first and last `fade_ms`; pause, resume, cancel and volume ramp the output gain, so
 nothing clicks. What the node must learn (a sentence started, a sentence's last sample is out with
@@ -20,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from nodes.seq_order import lowest_per_stream
 
 Key = tuple[str, int, int]  # (stream, seq, attempt)
 POLICIES = ("finish-turn", "round-robin")
@@ -37,7 +42,6 @@ class PlayerSettings:
     preroll_ms: float = 150.0
     policy: str = "finish-turn"
     turn_hold_s: float = 1.0
-    gap_wait_s: float = 1.5
     cue: bool = False
 
 
@@ -118,7 +122,6 @@ class _Sentence:
     pos: int = 0
     first_dac_ns: int = 0
     starving: bool = False
-    ready_since_ns: int = 0
 
     @property
     def stream(self) -> str:
@@ -153,11 +156,16 @@ class Player:
         self._vol = self._vol_target = float(volume)
         self._last_stream: str | None = None
         self._last_end_mono_ns = 0
-        self._next_seq: dict[str, int] = {}
         self._spoke_at: dict[str, int] = {}  # stream -> mono ns its last sentence started
         self.starvations = 0
 
     # ---- node side ----------------------------------------------------------------------------
+    def enqueue(self, key: Key) -> None:
+        """Give sentence `key` its place in its stream's order before any of its audio is here."""
+        with self._lock:
+            if self._find(key) is None:
+                self._queue.append(_Sentence(key, time.monotonic_ns()))
+
     def add(self, key: Key, pcm: np.ndarray, index: int, last: bool, arrival_wall_ns: int) -> None:
         """Append the next chunk (in order, at the player's rate) of sentence `key`."""
         with self._lock:
@@ -183,11 +191,8 @@ class Player:
         with self._lock:
             dropped = [s.key for s in self._queue if not stream or s.stream == stream]
             self._queue = [s for s in self._queue if stream and s.stream != stream]
-            for st in {k[0] for k in dropped}:
-                self._next_seq.pop(st, None)
             if self._cur is not None and (not stream or self._cur.stream == stream):
                 dropped.append(self._cur.key)
-                self._next_seq.pop(self._cur.stream, None)
                 if self._paused or self._gate <= 0.0:
                     self._cur = None
                 else:
@@ -317,34 +322,17 @@ class Player:
                 self._events.append(Done(s.key, s.buf.n, s.first_dac_ns or at, end, tuple(s.out_marks)))
                 self._last_stream = s.stream
                 self._last_end_mono_ns = time.monotonic_ns()
-                self._next_seq[s.stream] = s.seq + 1
                 self._cur = None
         return i
 
-    def _ready(self, s: _Sentence, now_ns: int) -> bool:
-        if not (s.complete or s.forced or s.buf.n >= self._jitter_n):
-            return False
-        expected = self._next_seq.get(s.stream)
-        if expected is not None and s.seq > expected and not s.forced:  # an earlier seq may come yet
-            if not s.ready_since_ns:
-                s.ready_since_ns = now_ns
-            return now_ns - s.ready_since_ns >= self.s.gap_wait_s * 1e9
-        return True
+    def _ready(self, s: _Sentence) -> bool:
+        if s.complete:
+            return True
+        return s.buf.n > 0 and (s.forced or s.buf.n >= self._jitter_n)  # a place without audio waits
 
     def _pick(self, now_ns: int) -> _Sentence | None:
-        heads: dict[str, list[_Sentence]] = {}
-        for s in self._queue:
-            lst = heads.setdefault(s.stream, [])
-            if not lst or s.seq < lst[0].seq:
-                heads[s.stream] = [s]
-            elif s.seq == lst[0].seq:
-                lst.append(s)  # several attempts of one sentence: whichever is ready
-        ready: dict[str, _Sentence] = {}
-        for stream, group in heads.items():
-            for s in sorted(group, key=lambda x: -x.key[2]):
-                if self._ready(s, now_ns):
-                    ready[stream] = s
-                    break
+        heads = lowest_per_stream(self._queue, lambda s: (s.stream, s.seq))
+        ready = {stream: s for stream, s in heads.items() if self._ready(s)}
         if not ready:
             return None
         last = self._last_stream
