@@ -1,10 +1,11 @@
 """`stream-tts doctor`: is this machine ready to speak, and if not, what to type to fix it.
 
 Checks Python and packages, llama.cpp's and torch's GPU backends, both models (present and
-loadable, each loaded in a subprocess with a timeout), the ports (free, or held by our own
-nodes as their heartbeats on the tap show), the audio device (a short tone unless --quiet),
-the pipeline under supervisord, and endpoints on other machines. Prints one table of ok /
-warning / error rows, each error with its fix; exits 1 when any row is an error.
+loadable, each loaded in a subprocess with a timeout), the voice synthesize will speak with,
+the ports (free, or held by our own nodes as their heartbeats on the tap show), the audio
+device (a short tone unless --quiet), the pipeline under supervisord, and endpoints on other
+machines. Prints one table of ok / warning / error rows, each error with its fix; exits 1 when
+any row is an error.
 The heavy libraries are never imported here: bus/doctor_checks.py probes them in subprocesses.
 """
 

@@ -149,10 +149,17 @@ TRANSLATOR_LOAD = (
     "llm = Llama(model_path=sys.argv[1], n_ctx=256, n_gpu_layers=0, verbose=False)\n"
     "print(json.dumps({'n_vocab': llm.n_vocab()}))"
 )
+# loads the model, then resolves the configured voice as the node will (nodes/voices.VoiceBank),
+# building nothing: argv = model folder, [synthesize] voice, data dir
 VOICE_LOAD = (
-    "import json, sys\nfrom pathlib import Path\nfrom nodes.cosyvoice_load import load_cosyvoice2\n"
+    "import json, sys\nfrom pathlib import Path\nfrom bus.errors import EngineError\n"
+    "from nodes.cosyvoice_load import load_cosyvoice2\nfrom nodes.voices import VoiceBank, voices_dir\n"
     "m = load_cosyvoice2(Path(sys.argv[1]), device='cpu')\n"
-    "print(json.dumps({'sample_rate': m.sample_rate, 'speakers': len(m.spk2info)}))"
+    "bank = VoiceBank(m.spk2info, voices_dir(Path(sys.argv[3])), m.fingerprint, m.model_dir)\n"
+    "try:\n    voice, why = bank.describe(sys.argv[2]), ''\n"
+    "except EngineError as exc:\n    voice, why = '', str(exc)\n"
+    "print(json.dumps({'sample_rate': m.sample_rate, 'speakers': len(m.spk2info), 'voice': voice, "
+    "'voice_error': why}))"
 )
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
@@ -207,7 +214,9 @@ def check_translator(config: Config, path: Path, timeout_s: float) -> Check:
     )
 
 
-def check_voice(config: Config, folder: Path, timeout_s: float) -> Check:
+def check_voice(config: Config, folder: Path, timeout_s: float) -> Check | list[Check]:
+    """The voice model row, then (once it loads) the voice row: what `[synthesize] voice` speaks as,
+    an error when there is none (no speaker, none configured, none stored, no default prompt)."""
     default = "model_dir" not in config.section("synthesize")
     fix = _fetch_fix(default, "[synthesize] model_dir", config)
     if not folder.is_dir():
@@ -216,12 +225,22 @@ def check_voice(config: Config, folder: Path, timeout_s: float) -> Check:
     if absent:
         return Check("voice model", ERROR, f"{folder} lacks {', '.join(absent)}", fix)
     t0 = time.monotonic()
-    got, why = probe(VOICE_LOAD, str(folder), timeout_s=timeout_s)
+    want = str(config.section("synthesize").get("voice", ""))
+    got, why = probe(VOICE_LOAD, str(folder), want, str(config.data_dir), timeout_s=timeout_s)
     if got is None:
         return Check("voice model", ERROR, f"{folder.name} does not load: {why}", fix)
-    return Check(
+    model = Check(
         "voice model", OK, f"{folder} loads ({time.monotonic() - t0:.1f} s, {got['sample_rate']} Hz)"
     )
+    if got["voice"]:
+        return [model, Check("voice", OK, f'[synthesize] voice = "{want}": {got["voice"]}')]
+    add = 'stream-tts voices add NAME WAV TEXT, then [synthesize] voice = "NAME"'
+    voice_fix = (
+        f"stream-tts voices (what is there), or {add}"
+        if want
+        else f"stream-tts models fetch (the default voice's prompt), or {add}"
+    )
+    return [model, Check("voice", ERROR, str(got["voice_error"]), voice_fix)]
 
 
 # ---- audio -----------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ def ensure_models(config: Config, yes: bool) -> int:
     gguf, voice = model_paths(config)
     if gguf.is_file() and voice.is_dir():
         say(f"I run: translator {gguf}\nI run: voice {voice}")
+        if "model_dir" not in config.section("synthesize"):
+            ensure_extra_files(voice, yes)
         return 0
     size = str(config.section("translate").get("size", "7b"))
     want_t = size if not gguf.is_file() and "model" not in config.section("translate") else None
@@ -72,6 +74,22 @@ def ensure_models(config: Config, yes: bool) -> int:
         say("Next: fix what the message says, then `make run` again (downloads resume)")
         return EXIT_SPACE if isinstance(exc, NotEnoughSpace) else 1
     return 0
+
+
+def ensure_extra_files(voice: Path, yes: bool) -> None:
+    """A voice folder fetched before the manifest listed its extra files (the default voice's
+    prompt): fetch just those. A failure only warns: a configured or stored voice needs no prompt,
+    and doctor's voice row says when no voice is left."""
+    from models.fetch import FetchError, fetch
+    from models.manifest import DEFAULT_VOICE, WEIGHTS_DIR, ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest()
+        if all((voice / f.name).is_file() for f in manifest.voice(DEFAULT_VOICE).extra):
+            return
+        fetch(manifest, None, DEFAULT_VOICE, WEIGHTS_DIR, yes=yes, extra_only=True)
+    except (FetchError, ManifestError) as exc:
+        say(f"W run: the voice's extra files were not fetched: {exc}")
 
 
 def greet(config: Config, timeout_s: float) -> int:

@@ -135,3 +135,25 @@ def test_run_tiny_brings_the_pipeline_up_speaks_the_greeting_and_doctor_finds_it
     assert down.returncode == 0
     after = run(["doctor", "--json", "--quiet", "--load-timeout", "1", *data], env)
     assert rows_of(after.stdout)["pipeline"]["status"] == "warning"  # down means down
+
+
+def test_doctor_says_when_no_voice_can_be_used_and_which_one_will_be(
+    bus_env: BusEnv, tmp_path: Path, tiny_models: tuple[Path, Path]
+) -> None:
+    from tests.test_voices import speakerless, write_default_prompt
+
+    model = speakerless(tiny_models[1], tmp_path / "model")  # as the released CosyVoice2-0.5B
+    bus_env.set_sections(synthesize={"model_dir": str(model)})
+    r = run(["doctor", "--json", "--quiet"], bus_env.env())
+    rows = rows_of(r.stdout)
+    assert r.returncode == 1
+    assert rows["voice model"]["status"] == "ok"  # the model loads; it just has nobody to speak with
+    voice = rows["voice"]
+    assert voice["status"] == "error" and "no voice given" in voice["detail"], voice
+    assert "stream-tts models fetch" in voice["fix"] and "stream-tts voices add" in voice["fix"]
+    write_default_prompt(model)  # what `stream-tts models fetch` brings
+    rows = rows_of(run(["doctor", "--json", "--quiet"], bus_env.env()).stdout)
+    assert rows["voice"]["status"] == "ok"
+    assert "default: cloned (cross-lingual) from" in rows["voice"]["detail"]
+    assert not (bus_env.data_dir / "voices").exists()  # the doctor looks; it makes nothing
+    assert "HEAVY []" in r.stderr
