@@ -13,6 +13,12 @@ outrank all other tokens; each of those characters also carries a random code th
 successor on a seeded walk reads, and the walk ends with 。 then <|im_end|>. Peaky attention
 lets the prompt choose where the walk starts, so different sentences get different "translations".
 
+`speaks="ascii"` writes the same model with the walk over lowercase ASCII byte tokens (ending with
+"." then <|im_end|>): a real qwen2 GGUF that deterministically answers with no Japanese at all, the
+way a confused model answers in English, so the node's retry-then-fail path runs on the real
+llama.cpp. `speaks="nothing"` ends every answer at once (<|im_end|> outranks every character): the
+empty translation.
+
 Same seed, same bytes: nothing but the seed feeds the random generator, and the writer is given
 every key in a fixed order.
 """
@@ -49,6 +55,9 @@ ASCII_MERGES = ["Ġ t", "h e", "i n", "Ġ a", "e r", "o n", "Ġt he", "r e", "a 
 # Japanese characters the tiny model can emit as whole tokens (and the vocabulary spells with merges).
 JA_CHARS = "。、をはがのにでとしてますいるたこれそあか日本語翻訳音声文字変更修正実行確認"
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# What `speaks="ascii"` walks over instead (single byte tokens; "." ends the walk).
+ASCII_CHARS = "abcdefghijklmnopqrstuvwxyz."
+SPEAKS = ("ja", "ascii", "nothing")
 
 # Qwen2.5-Instruct's chat template, verbatim from its tokenizer_config.json (the GGUF files of
 # Qwen/Qwen2.5-*-Instruct-GGUF carry the same string in tokenizer.chat_template).
@@ -148,16 +157,19 @@ def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
     return [*tokens, *SPECIALS], types, merges
 
 
-def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1) -> Path:
+def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1, speaks: str = "ja") -> Path:
     """Write the tiny model to `path` (atomically) and return `path`. With `shards` > 1 it is
     split as the big official GGUFs are: `<stem>-00001-of-0000n.gguf`, ... beside `path`
-    (llama.cpp's split metadata included), and the first shard's path is returned."""
+    (llama.cpp's split metadata included), and the first shard's path is returned. `speaks`:
+    "ja" (Japanese nonsense), "ascii" (never any Japanese) or "nothing" (an empty answer)."""
     import math
     import shutil
     import tempfile
 
     import gguf
 
+    if speaks not in SPEAKS:
+        raise ValueError(f"speaks must be one of {', '.join(SPEAKS)}, got {speaks!r}")
     tokens, types, merges = tiny_vocab()
     n_vocab = len(tokens)
     eot_id, im_end_id = tokens.index(SPECIALS[0]), tokens.index(SPECIALS[2])
@@ -172,7 +184,7 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1) -> Path:
         "qwen2",
         split_max_tensors=math.ceil(n_tensors / shards) if shards > 1 else 0,
     )
-    w.add_name("tiny-qwen2-random")
+    w.add_name("tiny-qwen2-random" if speaks == "ja" else f"tiny-qwen2-random-{speaks}")
     w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
     w.add_context_length(CONTEXT_LENGTH)
     w.add_embedding_length(N_EMBD)
@@ -199,10 +211,11 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1) -> Path:
     def f16(a: np.ndarray) -> np.ndarray:
         return a.astype(np.float16)
 
-    # The walk (module docstring): Japanese characters in a seeded order, 。 last, then the end.
-    ja_ids = [tokens.index(_bpe_piece(ch)) for ch in JA_CHARS]
-    period = tokens.index(_bpe_piece("。"))
-    walk = [ja_ids[i] for i in rng.permutation(len(ja_ids)) if ja_ids[i] != period] + [period]
+    # The walk (module docstring): its characters in a seeded order, 。 (or .) last, then the end.
+    chars, end = (ASCII_CHARS, ".") if speaks == "ascii" else (JA_CHARS, "。")
+    speak_ids = [tokens.index(_bpe_piece(ch)) for ch in chars]
+    period = tokens.index(_bpe_piece(end))
+    walk = [speak_ids[i] for i in rng.permutation(len(speak_ids)) if speak_ids[i] != period] + [period]
     codes = rng.normal(size=(len(walk), N_EMBD - 2))
     codes /= np.linalg.norm(codes, axis=1, keepdims=True)
 
@@ -212,8 +225,8 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1) -> Path:
     embd[:, 1] = 0.0
     out = normal(n_vocab, N_EMBD, std=0.05)
     out[:, 0] = -1.0
-    out[ja_ids, 0] = 1.0
-    out[im_end_id, 0] = 0.5  # below every character: the end comes only after 。
+    out[speak_ids, 0] = 1.0
+    out[im_end_id, 0] = 4.0 if speaks == "nothing" else 0.5  # else below every character: only after 。
     for k, tok in enumerate(walk):
         embd[tok, 2:] = CODE * codes[k]
         successor = walk[k + 1] if k + 1 < len(walk) else im_end_id

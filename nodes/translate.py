@@ -3,8 +3,10 @@
 Each sentence: protect code/paths/numbers (nodes/placeholders.py), translate with the engine
 (nodes/llama_engine.py) given the last few pairs of the same stream, split and clean the decode
 into clauses (nodes/ja_text.py) and send each one the moment it is complete, the last marked.
-No Japanese at all: one strict retry, then a Failed ack. A model that did not load answers every
-sentence with a Failed that says why; nothing accepted is dropped without an ack.
+An empty answer or one with no Japanese at all: a `retry` event on the tap and one strict retry,
+then a Failed ack saying what the model said (`finished` counts the `attempts`); it is never
+spoken. A model that did not load answers every sentence with a Failed that says why; nothing
+accepted is dropped without an ack.
 
 Config, section [translate] (every key optional):
     model             GGUF path (a split model: its first shard); default: the manifest's `size`
@@ -133,15 +135,17 @@ class TranslateNode(Node):
             self.finished(msg, clauses=1, first_clause_ms=_ms(t0), total_ms=_ms(t0), tokens=0, untranslated=1)
             return
         n, first_ms, tokens, stream = 0, None, 0, None
+        said: list[str] = []  # what each attempt decoded, as it came out of the model
         for strict in (False, True):
             stream = ClauseStream(protected.originals, self.min_clause_chars)
+            raw: list[str] = []
             try:
-                for c in self._attempt(msg, protected.text, stream, strict):
+                for c in self._attempt(msg, protected.text, stream, strict, raw):
                     yield self._clause(msg, n, c)
                     n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
             except EngineError as exc:
                 yield self._failed(msg, f"translation failed: {exc}")
-                self.finished(msg, clauses=n, failed=str(exc), total_ms=_ms(t0))
+                self.finished(msg, clauses=n, failed=str(exc), total_ms=_ms(t0), attempts=len(said) + 1)
                 return
             finally:
                 tokens += self._stats("generated_tokens")
@@ -150,8 +154,11 @@ class TranslateNode(Node):
             for c in stream.finish():
                 yield self._clause(msg, n, c)
                 n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
+            said.append("".join(raw))
             if stream.japanese_seen:
                 break
+            if not strict:  # on the tap before the second try, so a slow retry is visible as one
+                self.event("retry", msg, reason=_no_japanese(said[-1]), said=said[-1][:120])
         assert stream is not None
         detail = {
             "clauses": n,
@@ -162,12 +169,12 @@ class TranslateNode(Node):
             "evaluated_tokens": self._stats("evaluated_tokens"),
             "context_pairs": self._stats("context_pairs"),
             "retried": int(strict),
+            "attempts": len(said),
             "missing_placeholders": len(stream.missing),
             "dropped_clauses": len(stream.dropped),
         }
         if not stream.japanese_seen:
-            said = "".join(stream.dropped)[:120]
-            reason = f"no Japanese in the translation, even after a retry (model said {said!r})"
+            reason = f"{_no_japanese(said[-1])}, even after a retry"
             yield self._failed(msg, reason)
             self.finished(msg, failed=reason, **detail)
             return
@@ -180,12 +187,16 @@ class TranslateNode(Node):
             self.engine = None
 
     # ---- helpers ------------------------------------------------------------------------------
-    def _attempt(self, msg: Sentence, text: str, stream: ClauseStream, strict: bool) -> Iterator[OutClause]:
-        """Clauses of one attempt as they are decoded; decoding stops when the stream is done."""
+    def _attempt(
+        self, msg: Sentence, text: str, stream: ClauseStream, strict: bool, raw: list[str]
+    ) -> Iterator[OutClause]:
+        """Clauses of one attempt as they are decoded (each raw piece also lands in `raw`);
+        decoding stops when the stream is done."""
         assert self.engine is not None
         pieces = self.engine.translate(text, [] if strict else self._context(msg), strict=strict)
         try:
             for piece in self.iter_until_stopped(pieces):
+                raw.append(piece)
                 yield from stream.feed(piece)
                 if stream.done:
                     break
@@ -228,6 +239,13 @@ class TranslateNode(Node):
     def _stats(self, name: str) -> int:
         stats = getattr(self.engine, "last_stats", None)
         return int(getattr(stats, name, 0))
+
+
+def _no_japanese(said: str) -> str:
+    """Why an attempt is not spoken, with what the model said (the first 120 characters)."""
+    if not said.strip():
+        return "the translation was empty"
+    return f"no Japanese in the translation (model said {said.strip()[:120]!r})"
 
 
 def _ms(t0: float) -> float:

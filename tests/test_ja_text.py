@@ -1,6 +1,6 @@
-"""Clause splitting, output cleaning and placeholder protection, on recorded model outputs
-(tests/data/translate/recorded_outputs.json: what Qwen-style models really send, the good and the
-bad) and on generated text."""
+"""Clause splitting, output cleaning and placeholder protection, on hand-written model outputs
+(tests/data/translate/recorded_outputs.json: written by hand in the shape of Qwen-style models'
+known failure modes, not recorded from a real model; see its README.md) and on generated text."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import pytest
 
 from models.tiny_gguf import write_tiny_qwen2_gguf
 from nodes.errors import ContextOverflow, EngineError, ModelLoadError
+from nodes.ja_text import is_japanese
 from nodes.llama_engine import LlamaSettings, LlamaTranslator
 
 SENTENCES = [
@@ -151,6 +152,30 @@ def test_a_split_model_loads_from_its_first_shard(model: Path, tmp_path: Path) -
     finally:
         split.close()
         whole.close()
+
+
+def test_a_model_written_to_speak_ascii_never_answers_in_japanese(tmp_path: Path) -> None:
+    t = engine(write_tiny_qwen2_gguf(tmp_path / "ascii.gguf", speaks="ascii"))
+    try:
+        answers = set()
+        for text in SENTENCES:
+            for strict in (False, True):
+                out = "".join(t.translate(text, strict=strict))
+                assert out.strip() and out.isascii() and not is_japanese(out), out
+                assert t.last_stats.generated_tokens > 0
+                assert "".join(t.translate(text, strict=strict)) == out  # greedy: the same every time
+                answers.add(out)
+        assert len(answers) > 1  # the prompt still steers it: a real model, not a fixed string
+    finally:
+        t.close()
+    silent = engine(write_tiny_qwen2_gguf(tmp_path / "nothing.gguf", speaks="nothing"))
+    try:
+        assert "".join(silent.translate(SENTENCES[1])) == ""
+        assert silent.last_stats.generated_tokens == 0
+    finally:
+        silent.close()
+    with pytest.raises(ValueError, match="speaks"):
+        write_tiny_qwen2_gguf(tmp_path / "x.gguf", speaks="klingon")
 
 
 def test_load_failures_are_model_load_errors_that_say_why(tmp_path: Path) -> None:

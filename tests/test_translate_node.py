@@ -4,6 +4,7 @@ acks endpoint, tap events at a SUB bound where the tap proxy would be."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,12 @@ REPLY_TIMEOUT_S = 30.0
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_qwen2_gguf(tmp_path_factory.mktemp("gguf") / "tiny-qwen2.gguf")
+
+
+@pytest.fixture(scope="module")
+def no_japanese_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same real qwen2 GGUF, whose greedy answers are lowercase ASCII only."""
+    return write_tiny_qwen2_gguf(tmp_path_factory.mktemp("gguf") / "tiny-ascii.gguf", speaks="ascii")
 
 
 class Harness:
@@ -79,6 +86,13 @@ class Harness:
                 assert isinstance(c, Clause)
                 got.setdefault((c.stream, c.seq, c.attempt), []).append(c)
         return got
+
+    def finished(self, n: int) -> list[TapEvent]:
+        """The `finished` events once there are n of them (tap events published so far)."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and sum(e.kind == "finished" for e in self.events) < n:
+            self.pump_tap(0.2)
+        return [e for e in self.events if e.kind == "finished"]
 
     def failed(self) -> Failed:
         assert self.acks.poll(int(REPLY_TIMEOUT_S * 1000)), "no ack from translate"
@@ -215,3 +229,51 @@ def test_config_defaults_pick_the_manifest_model_and_bad_values_are_load_errors(
     for bad, key in bad_values:
         with pytest.raises(ModelLoadError, match=key):
             translate_settings(bad, tmp_path)
+
+
+def test_an_answer_with_no_japanese_is_tried_twice_then_failed_and_the_next_sentence_goes_on(
+    bus_env: BusEnv, harness: Harness, no_japanese_gguf: Path
+) -> None:
+    start_translate(bus_env, model=str(no_japanese_gguf))
+    harness.wait_state("ready")
+    harness.send(Sentence(stream="x", seq=0, text="The tests pass now.", attempt=0))
+    harness.send(Sentence(stream="x", seq=1, text="README.md", attempt=0))  # nothing to translate
+    harness.send(Sentence(stream="x", seq=2, text="Next, I will update the docs.", attempt=0))
+    acks = [harness.failed(), harness.failed()]
+    assert [(a.stream, a.seq, a.stage) for a in acks] == [("x", 0, "translate"), ("x", 2, "translate")]
+    for ack in acks:
+        assert ack.reason.startswith("no Japanese in the translation")
+        assert ack.reason.endswith(", even after a retry")
+        said = re.search(r"model said '([^']*)'", ack.reason)
+        assert said and said.group(1) and said.group(1).isascii(), ack.reason  # what it said, as it said it
+    # the sentence between them was handled: passed through as written, the only clause sent
+    got = harness.sentence_clauses(1)
+    assert [(k, [c.text for c in cs]) for k, cs in got.items()] == [(("x", 1, 0), ["README.md"])]
+    assert not harness.clauses.poll(300)  # nothing of the failed sentences was ever spoken
+    finished = {e.seq: e for e in harness.finished(3)}
+    retries = {e.seq: e for e in harness.events if e.kind == "retry"}
+    assert sorted(retries) == [0, 2]  # each failed sentence was tried a second time, on the tap first
+    for seq in (0, 2):
+        done = finished[seq].detail
+        assert done["attempts"] == 2 and done["retried"] == 1 and done["clauses"] == 0
+        assert done["failed"] == acks[seq // 2].reason
+        assert retries[seq].mono_ns < finished[seq].mono_ns
+        assert retries[seq].detail["said"] and "no Japanese" in retries[seq].detail["reason"]
+        # two real decodes: more tokens than the first attempt's alone
+        assert done["tokens"] > len(retries[seq].detail["said"])
+    assert finished[1].detail["clauses"] == 1 and "failed" not in finished[1].detail
+    assert all(p.poll() is None for p in bus_env.procs)
+
+
+def test_an_empty_answer_is_retried_then_failed_as_empty(
+    bus_env: BusEnv, harness: Harness, tmp_path: Path
+) -> None:
+    silent = write_tiny_qwen2_gguf(tmp_path / "tiny-nothing.gguf", speaks="nothing")
+    start_translate(bus_env, model=str(silent))
+    harness.wait_state("ready")
+    harness.send(Sentence(stream="y", seq=0, text="The tests pass now.", attempt=0))
+    ack = harness.failed()
+    assert (ack.seq, ack.reason) == (0, "the translation was empty, even after a retry")
+    done = harness.finished(1)[0].detail
+    assert done["attempts"] == 2 and done["clauses"] == 0
+    assert [e.detail["reason"] for e in harness.events if e.kind == "retry"] == ["the translation was empty"]
