@@ -11,7 +11,11 @@ function behind it. `CosyVoiceEngine` is the real one: it loads a model folder
     chunks every `hop_tokens`: a smaller first hop gives earlier audio;
   * every synthesis has a deadline (`deadline_s`, waiting for text included) and can be
     cancelled through its TextFeed; it raises instead of hanging;
-  * text with nothing speakable raises NothingToSay before the model runs;
+  * text with nothing speakable raises NothingToSay before the model runs; torch raising inside
+    the LM, flow or vocoder mid-utterance (a token id past a table, an op a device lacks) is a
+    SynthesisError for that sentence, and the engine takes the next;
+  * device "auto": CUDA, else MPS or the CPU, whichever runs this model's LM faster, measured once
+    and remembered (nodes/cosyvoice_device.py); a CosyVoice v1 folder is refused with the reason;
   * on CUDA (`cuda_graphs`), the LM step and the flow estimator replay CUDA graphs captured at
     load (nodes/cosyvoice_graph.py, nodes/cosyvoice_flow_graph.py): eager PyTorch is launch
     bound there (bench/results/synth-gpu.md). Elsewhere nothing changes.
@@ -26,16 +30,21 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from nodes.errors import ModelLoadError, NothingToSay, SynthesisError, SynthesisTimeout
+from nodes.errors import EngineError, ModelLoadError, NothingToSay, SynthesisError, SynthesisTimeout
+
+if TYPE_CHECKING:
+    from nodes.cosyvoice_device import DeviceChoice
+    from nodes.cosyvoice_load import CosyVoice2
 
 LM_GRAPH_MAX_LEN = 4096  # LM static cache (prompt + 80 text tokens + 20x speech tokens fit)
 FLOW_WARM_TOKENS = 200  # flow graphs captured at load for chunks up to this many tokens (8 s)
 SPLIT_AFTER = "。！？!?．.\n；;、，,：: "  # where a too-long text may be cut, strongest first
 INSTRUCT_END = "<|endofprompt|>"
+V1_YAML = "cosyvoice.yaml"  # CosyVoice v1 folders (CosyVoice-300M, -SFT, -Instruct): not carried
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ class EngineOptions:
     instruct: str = ""
     seed: int = 0
     voices_dir: Path | None = None
+    state_dir: Path | None = None  # where the measured device verdict is kept (the data dir)
     cuda_graphs: str = "auto"  # "auto" (on when the device is CUDA), "true", "false"
     graph_flow: bool = True  # with cuda_graphs on: the flow estimator too, not only the LM step
 
@@ -229,15 +239,47 @@ class TextSource:
             yield ids
 
 
+def refuse_v1(model_dir: Path) -> None:
+    """A CosyVoice v1 folder is refused with the reason (README, Synthesize): its LM is a
+    different TransformerLM that reads the whole text before speaking (no bistream), at 22.05 kHz,
+    with another tokenizer, so this streaming engine does not carry it."""
+    from nodes.cosyvoice_load import YAML_NAME
+
+    if (model_dir / V1_YAML).is_file() and not (model_dir / YAML_NAME).is_file():
+        raise ModelLoadError(
+            f"{model_dir} is a CosyVoice v1 folder ({V1_YAML}, e.g. CosyVoice-300M-SFT), which stream-tts "
+            "does not run: its LM reads the whole text before speaking (no streamed text), at 22.05 kHz, "
+            "with another tokenizer. Point [synthesize] model_dir at CosyVoice2-0.5B "
+            "(`stream-tts models fetch`)."
+        )
+
+
+def load_on_best_device(model_dir: Path, opts: EngineOptions) -> tuple[CosyVoice2, DeviceChoice]:
+    """The loaded model on the device `opts.device` names or, for "auto" with MPS there, on the
+    faster of MPS and the CPU by a measured LM workload (nodes/cosyvoice_device.py); and how
+    that device was chosen (the synthesize node reports it on the tap)."""
+    from nodes.cosyvoice_device import DeviceChoice, candidates, choose, lm_step_ms, move, verdict_key
+    from nodes.cosyvoice_load import load_cosyvoice2
+
+    devices = candidates(opts.device)
+    if len(devices) == 1:
+        model = load_cosyvoice2(model_dir, devices[0], opts.dtype)
+        return model, DeviceChoice(model.device.type, "config" if opts.device != "auto" else "only candidate")
+    model = load_cosyvoice2(model_dir, "cpu", opts.dtype)
+    choice = choose(devices, lambda d: lm_step_ms(move(model, d)), opts.state_dir, verdict_key(model))
+    move(model, choice.device)
+    return model, choice
+
+
 class CosyVoiceEngine:
     """The Synthesizer on a CosyVoice2 model folder (load once, then synthesize sentence by sentence)."""
 
     def __init__(self, model_dir: Path, options: EngineOptions | None = None) -> None:
-        from nodes.cosyvoice_load import load_cosyvoice2
         from nodes.voices import VoiceBank
 
         self.options = options or EngineOptions()
-        self.model = load_cosyvoice2(Path(model_dir), self.options.device, self.options.dtype)
+        refuse_v1(Path(model_dir))
+        self.model, self.device_choice = load_on_best_device(Path(model_dir), self.options)
         self.bank = VoiceBank(  # model_dir: where the default voice's prompt is (nodes/voices.py)
             self.model.spk2info, self.options.voices_dir, self.model.fingerprint, self.model.model_dir
         )
@@ -309,15 +351,21 @@ class CosyVoiceEngine:
             raise NothingToSay(f"nothing speakable in {''.join(source.texts)[:60]!r}")
         torch.manual_seed(opts.seed)  # sampling and the vocoder's noise: a retry says the same
         more, n = True, 0
-        while more:
-            with torch.inference_mode():
-                for chunk in self._utterance(source, v, clock):
-                    if chunk.last:
-                        more = source.has_speech()
-                        yield SpeechChunk(chunk.pcm, not more, n, chunk.timings)
-                    elif chunk.pcm.size:
-                        yield SpeechChunk(chunk.pcm, False, n, chunk.timings)
-            n += 1
+        try:
+            while more:
+                with torch.inference_mode():
+                    for chunk in self._utterance(source, v, clock):
+                        if chunk.last:
+                            more = source.has_speech()
+                            yield SpeechChunk(chunk.pcm, not more, n, chunk.timings)
+                        elif chunk.pcm.size:
+                            yield SpeechChunk(chunk.pcm, False, n, chunk.timings)
+                n += 1
+        except EngineError:
+            raise
+        except (RuntimeError, IndexError, ValueError) as exc:  # torch, inside the LM, flow or vocoder
+            why = f"{type(exc).__name__}: {exc}"[:400]
+            raise SynthesisError(f"the model failed mid-utterance ({why})") from exc
 
     def _prompt(self, v: Any) -> tuple[list[int], list[int]]:
         """(LM prompt text tokens, LM prompt speech tokens) of a voice, instruct applied."""

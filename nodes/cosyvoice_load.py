@@ -138,7 +138,8 @@ def build_sections(model_dir: Path, names: Iterable[str]) -> dict[str, Any]:
 
 
 def pick_device(setting: str = "auto") -> torch.device:
-    """cuda > mps > cpu for "auto"; otherwise the named device, refused if it is not there."""
+    """cuda > mps > cpu for "auto", unmeasured (the engine measures mps against the cpu before it
+    loads: nodes/cosyvoice_device.py); otherwise the named device, refused if it is not there."""
     if setting == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -12,7 +12,8 @@ last chunk (so playback acks it) and a `skipped` event; any engine error (unknow
 deadline, model failure) -> Failed(stage="synthesize") and an `error` event, and the node takes
 the next sentence; cancel -> the job stops, a `cancelled` event, nothing more is sent.
 
-Config, [synthesize] (defaults in SynthSettings): model_dir, device ("auto": cuda > mps > cpu),
+Config, [synthesize] (defaults in SynthSettings): model_dir, device ("auto": cuda, else mps or cpu,
+whichever is measured faster on the model; the `engine` event at start shows both timings),
 dtype ("auto": float16 on CUDA), voice ("" = the model's first speaker, else "default": see
 nodes/voices.py), instruct, frontend
 ("kana" | "none"), first_hop_tokens, hop_tokens, deadline_s, max_text_tokens, seed, threads,
@@ -137,6 +138,7 @@ class SynthesizeNode(Node):
             rate_hz=self.engine.sample_rate_hz,
             voices=self.engine.voices(),
             cuda_graphs=getattr(self.engine, "graphs", "off"),
+            device_choice=self.engine.device_choice.as_event(),
         )
         v = self.engine.bank.get(s.voice)  # an unknown voice: state "error" with the reason; sentences fail
         self.event("voice", name=v.name, source=v.source, cross_lingual=v.cross_lingual, configured=s.voice)
@@ -160,6 +162,7 @@ class SynthesizeNode(Node):
             instruct=s.instruct,
             seed=s.seed,
             voices_dir=voices_dir(self.config.data_dir),
+            state_dir=self.config.data_dir,
             cuda_graphs=s.cuda_graphs,
         )
         return CosyVoiceEngine(self.config.path_setting("synthesize", "model_dir", s.model_dir), opts)

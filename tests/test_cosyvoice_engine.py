@@ -5,15 +5,20 @@ frames held back for the next chunk's cross-fade."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
+from nodes.cosyvoice_device import VERDICT_FILE, candidates, choose, lm_step_ms, move, verdict_key
 from nodes.cosyvoice_engine import (
+    V1_YAML,
     CosyVoiceEngine,
     EngineOptions,
     SpeechChunk,
@@ -21,7 +26,8 @@ from nodes.cosyvoice_engine import (
     split_text,
     text_script,
 )
-from nodes.errors import NothingToSay, SynthesisCancelled, SynthesisTimeout, UnknownVoice
+from nodes.cosyvoice_load import WEIGHT_FILES
+from nodes.errors import ModelLoadError, NothingToSay, SynthesisCancelled, SynthesisTimeout, UnknownVoice
 
 pytestmark = pytest.mark.timeout(120)
 SPM = 480  # samples per mel frame
@@ -33,8 +39,6 @@ FAST: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def engine(tiny_models: tuple[Path, Path]) -> CosyVoiceEngine:
-    import torch
-
     torch.set_num_threads(2)
     return CosyVoiceEngine(tiny_models[1], EngineOptions(**FAST))
 
@@ -202,3 +206,86 @@ def test_split_text_cuts_at_punctuation_then_characters() -> None:
 def test_options_refuse_hops_smaller_than_the_crossfade() -> None:
     with pytest.raises(ValueError, match="at least 5"):
         EngineOptions(first_hop_tokens=4)
+
+
+# ---- device "auto": MPS measured against the CPU. Nothing here has MPS: the CPU side is measured
+# for real on the tiny model, the MPS side (a timing, or a device that refuses) is the fake edge.
+def test_lm_step_ms_times_real_lm_steps_on_the_cpu(engine: CosyVoiceEngine) -> None:
+    assert 0 < lm_step_ms(engine.model) < 1000
+    assert (engine.device_choice.device, engine.device_choice.why) == ("cpu", "only candidate")
+
+
+def test_auto_keeps_the_faster_of_mps_and_cpu_and_remembers_the_verdict(
+    engine: CosyVoiceEngine, tmp_path: Path
+) -> None:
+    model, key = engine.model, verdict_key(engine.model)
+    measured: list[str] = []
+
+    def measure(mps_ms: float) -> Callable[[str], float]:
+        def on(device: str) -> float:
+            measured.append(device)
+            return lm_step_ms(move(model, "cpu")) if device == "cpu" else mps_ms
+
+        return on
+
+    cpu_ms = lm_step_ms(model)
+    slow_mps = choose(["mps", "cpu"], measure(cpu_ms * 100), tmp_path / "a", key)
+    assert (slow_mps.device, slow_mps.why) == ("cpu", "measured")
+    assert slow_mps.ms_per_step["mps"] == round(cpu_ms * 100, 3)
+    assert 0 < slow_mps.ms_per_step["cpu"] < cpu_ms * 100
+    fast_mps = choose(["mps", "cpu"], measure(cpu_ms / 100), tmp_path / "b", key)
+    assert (fast_mps.device, fast_mps.why) == ("mps", "measured") and measured == ["mps", "cpu"] * 2
+    # a restart finds the verdict in the data dir and measures nothing
+    measured.clear()
+    again = choose(["mps", "cpu"], measure(cpu_ms * 100), tmp_path / "b", key)
+    assert (again.device, again.why, again.ms_per_step) == ("mps", "cached", fast_mps.ms_per_step)
+    assert measured == []
+    # another torch version (or another model) is measured afresh, beside the first verdict
+    assert f"torch {torch.__version__}" in key and model.fingerprint in key
+    other_torch = key.replace(torch.__version__, "9.9")
+    upgraded = choose(["mps", "cpu"], measure(cpu_ms * 100), tmp_path / "b", other_torch)
+    assert (upgraded.device, upgraded.why, measured) == ("cpu", "measured", ["mps", "cpu"])
+    stored = json.loads((tmp_path / "b" / VERDICT_FILE).read_text(encoding="utf-8"))
+    assert {v["device"] for v in stored.values()} == {"mps", "cpu"} and len(stored) == 2
+    # a torn file is measured over and rewritten
+    (tmp_path / "a" / VERDICT_FILE).write_text("{not json", encoding="utf-8")
+    measured.clear()
+    assert choose(["mps", "cpu"], measure(cpu_ms / 100), tmp_path / "a", key).why == "measured"
+    assert measured == ["mps", "cpu"]
+    assert key in json.loads((tmp_path / "a" / VERDICT_FILE).read_text("utf-8"))
+
+
+def test_auto_with_an_mps_that_cannot_run_the_model_keeps_the_cpu_and_says_why(
+    tiny_models: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)  # a Mac, as far as torch says
+    assert candidates("auto") == ["mps", "cpu"] and candidates("cpu") == ["cpu"]
+    e = CosyVoiceEngine(tiny_models[1], EngineOptions(**FAST, state_dir=tmp_path))
+    choice = e.device_choice
+    assert (choice.device, choice.why, list(choice.ms_per_step)) == ("cpu", "measured", ["cpu"])
+    assert choice.errors["mps"].startswith("RuntimeError") and "mps" in choice.errors["mps"]  # no MPS build
+    assert e.model.device.type == "cpu" and all(
+        p.device.type == "cpu" for m in (e.model.llm, e.model.flow, e.model.hift) for p in m.parameters()
+    )
+    assert list(e.synthesize(["はい。"]))[-1].last
+    assert not (tmp_path / VERDICT_FILE).exists()  # a device that failed is tried again next start
+    # an explicit device in the config is taken as it is, unmeasured
+    explicit = CosyVoiceEngine(tiny_models[1], EngineOptions(**FAST, device="cpu", state_dir=tmp_path))
+    assert explicit.device_choice.as_event() == {
+        "device": "cpu",
+        "why": "config",
+        "ms_per_step": {},
+        "errors": {},
+    }
+
+
+def test_a_cosyvoice_v1_folder_is_refused_with_the_reason(tmp_path: Path) -> None:
+    v1 = tmp_path / "CosyVoice-300M-SFT"
+    v1.mkdir()
+    for name in (V1_YAML, *WEIGHT_FILES, "campplus.onnx", "speech_tokenizer_v1.onnx"):
+        (v1 / name).write_bytes(b"")  # the files a CosyVoice-300M-SFT download has
+    with pytest.raises(ModelLoadError) as err:
+        CosyVoiceEngine(v1)
+    msg = str(err.value)
+    assert str(v1) in msg and "CosyVoice v1 folder" in msg and "CosyVoice2-0.5B" in msg
+    assert "22.05 kHz" in msg

@@ -4,6 +4,7 @@ endpoint, acks from a PULL at the acks endpoint, tap events from a SUB bound at 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import zmq
 
 from bus.messages import AudioChunk, Cancel, Clause, Failed, Message, TapEvent, decode, encode
+from nodes.cosyvoice_load import QWEN_DIR
 from tests.conftest import BusEnv
 
 pytestmark = pytest.mark.timeout(180)
@@ -77,9 +79,26 @@ class Harness:
                         return got
         raise AssertionError(f"no last chunk for {stream}/{seq}; got {len(got)}")
 
+    def audio_until_last(self, stream: str, seq: int, timeout: float = 60) -> list[AudioChunk]:
+        """Every chunk that arrives (any sentence) until (stream, seq) has its last one."""
+        got: list[AudioChunk] = []
+        deadline = time.monotonic() + timeout
+        while not any((c.stream, c.seq, c.last) == (stream, seq, True) for c in got):
+            assert time.monotonic() < deadline, f"no last chunk for {stream}/{seq}; got {len(got)}"
+            if self.audio.poll(100):
+                msg = decode(self.audio.recv_multipart())
+                assert isinstance(msg, AudioChunk)
+                got.append(msg)
+        return got
+
     def ack(self, timeout: float = 30) -> Message:
         assert self.acks.poll(int(timeout * 1000)), "no ack"
         return decode(self.acks.recv_multipart())
+
+    def failed(self, timeout: float = 30) -> Failed:
+        ack = self.ack(timeout)
+        assert isinstance(ack, Failed), ack
+        return ack
 
     def event(self, kind: str, stream: str = "", timeout: float = 10) -> TapEvent:
         deadline = time.monotonic() + timeout
@@ -198,6 +217,109 @@ def test_missing_model_fails_every_sentence_with_the_reason(tmp_path: Path) -> N
         ack = h.ack()
         assert isinstance(ack, Failed) and "not found" in ack.reason
         assert not h.acks.poll(500)  # one Failed per sentence, not per clause
+        assert env.procs[0].poll() is None
+    finally:
+        env.stop_all()
+        h.close()
+
+
+def test_text_that_is_not_japanese_is_spoken_with_a_warning(node: Harness) -> None:
+    node.clause("w", 0, 0, "The build passed.", last=True)
+    assert node.sentence_audio("w", 0)[-1].last  # spoken as it is
+    warning = node.event("warning", "w")
+    assert warning.detail["reason"] == "text is not Japanese (script latin): spoken as it is"
+    assert warning.detail["text"] == "The build passed." and warning.seq == 0
+    node.clause("w", 1, 0, "ビルドが通りました。", last=True)
+    assert node.sentence_audio("w", 1)[-1].last
+    node.event("finished", "w")
+    node.poll_events()
+    assert [(e.stream, e.seq) for e in node.events if e.kind == "warning"] == [("w", 0)]
+
+
+def test_the_device_and_how_it_was_chosen_are_on_the_tap_at_start(node: Harness) -> None:
+    engine = node.event("engine")
+    assert engine.detail["device"] == "cpu"  # this machine: no CUDA, no MPS
+    assert engine.detail["device_choice"] == {
+        "device": "cpu",
+        "why": "only candidate",
+        "ms_per_step": {},
+        "errors": {},
+    }
+
+
+def test_a_sentence_past_its_deadline_fails_with_an_event_and_the_next_is_spoken(
+    tmp_path: Path, tiny_models: tuple[Path, Path]
+) -> None:
+    env, h = start(tmp_path, tiny_models[1], deadline_s=3.0, first_hop_tokens=5)
+    try:
+        assert h.wait_state(("ready", "error")) == "ready", env.log("node-synthesize")[-3000:]
+        h.clause("d", 0, 0, "とても長い文章です。" * 10, last=True)  # ~7 s of work on a free 2-core CPU
+        h.clause("d", 1, 0, "こんにちは、", last=False)  # its next clause never comes
+        h.clause("d", 2, 0, "はい。", last=True)  # ~0.2 s
+        slow, waiting = h.failed(), h.failed()
+        assert [(a.seq, a.stage) for a in (slow, waiting)] == [(0, "synthesize"), (1, "synthesize")]
+        assert slow.reason == "deadline of 3 s passed"
+        assert waiting.reason.startswith("no further text within the deadline")
+        chunks = h.audio_until_last("d", 2)
+        first = [c for c in chunks if c.seq == 0]
+        assert first and not any(c.last for c in first)  # it was speaking when the deadline passed
+        h.event("finished", "d")
+        errors = {e.seq: e.detail for e in h.events if e.kind == "error"}
+        assert errors[0]["error"] == slow.reason and errors[1]["error"] == waiting.reason
+        assert errors[0]["error_type"] == errors[1]["error_type"] == "SynthesisTimeout"
+        assert not errors[0]["fatal"]
+        assert [e.seq for e in h.events if e.kind == "finished"] == [2]
+        assert env.procs[0].poll() is None
+    finally:
+        env.stop_all()
+        h.close()
+
+
+def with_a_bigger_tokenizer(model: Path, out: Path, word: str) -> Path:
+    """`model` (symlinked) with a CosyVoice-BlankEN tokenizer that knows more tokens than the
+    LM's text embedding has rows, as a tokenizer taken from another model would: `word` becomes
+    a token id past the LM's vocabulary, and the real LM raises when that text reaches it."""
+    from transformers import AutoTokenizer
+
+    out.mkdir()
+    for p in model.iterdir():
+        if p.name != QWEN_DIR:
+            (out / p.name).symlink_to(p)
+    src, dst = model / QWEN_DIR, out / QWEN_DIR
+    rows = json.loads((src / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+    tok = AutoTokenizer.from_pretrained(src)
+    tok.add_tokens([f"<unused_{i}>" for i in range(rows - len(tok) + 8)] + [word])
+    tok.save_pretrained(dst)
+    for p in src.iterdir():  # the LM's own config and weights, unchanged
+        if not (dst / p.name).exists():
+            (dst / p.name).symlink_to(p)
+    assert tok.convert_tokens_to_ids(word) >= rows
+    return out
+
+
+def test_a_model_failure_mid_sentence_fails_it_with_an_event_and_the_node_goes_on(
+    tmp_path: Path, tiny_models: tuple[Path, Path]
+) -> None:
+    broken = with_a_bigger_tokenizer(tiny_models[1], tmp_path / "bigger-tokenizer", "壊れ")
+    (tmp_path / "bus").mkdir()
+    env, h = start(tmp_path / "bus", broken, first_hop_tokens=5)
+    try:
+        assert h.wait_state(("ready", "error")) == "ready", env.log("node-synthesize")[-3000:]
+        # the LM speaks after its first 5 text tokens; 壊れ is in the third group of 5
+        h.clause("b", 0, 0, "テストを実行します、", last=False)
+        h.clause("b", 0, 1, "ファイルを保存しました、壊れました。", last=True)
+        h.clause("b", 1, 0, "はい。", last=True)
+        ack = h.failed()
+        assert (ack.seq, ack.stage) == (0, "synthesize")
+        assert ack.reason == "the model failed mid-utterance (IndexError: index out of range in self)"
+        chunks = h.audio_until_last("b", 1)
+        spoken = [c for c in chunks if c.seq == 0]
+        assert spoken and not any(c.last for c in spoken)  # audio had gone out: it failed mid-loop
+        h.event("finished", "b")
+        error = h.event("error", "b").detail
+        assert (error["error"], error["error_type"], error["fatal"]) == (ack.reason, "SynthesisError", False)
+        assert [e.seq for e in h.events if e.kind == "finished"] == [1]
+        assert h.wait_state(("ready",), timeout=10) == "ready"  # healthy: one sentence failed, not the node
         assert env.procs[0].poll() is None
     finally:
         env.stop_all()
