@@ -8,13 +8,16 @@ writes any error to <data_dir>/log/hook.log.
 
 What is said (shared/notes/claude-code-formats.md, section 4):
 - Stop, SubagentStop: `last_assistant_message` (Claude Code >= 2.1.47). Older versions do not send
-  it; then the last assistant message is read from the transcript file the payload names. That
+  it; then the last assistant message is read from the transcript file the payload names (for
+  SubagentStop the sub-agent's own `agent_transcript_path`, whose entries are all side chain). That
   file can lag one turn behind when the hook fires, so the read is retried (TRANSCRIPT_WAIT_S at
-  most) until the last message differs from the one this session last spoke from it.
-- Notification: its `message` ("Claude needs your permission to use Bash").
+  most) until the last message differs from the one this session last spoke from that transcript.
+- Notification: its `message` ("Claude needs your permission to use Bash"), every time it comes.
 - Stop fires again for the same turn when a Stop hook blocks, and `stop_hook_active` cannot be
-  trusted to tell: the same text in the same session is never published twice (a hash of the
-  text per session, in <data_dir>/hook-state.json, bounded, under a file lock).
+  trusted to tell: the same Stop/SubagentStop text in the same session is never published twice (a
+  hash of the text per session, in <data_dir>/hook-state.json, bounded, under a file lock).
+- After the text, a Flush for the session: the answer is complete, so ingest lets its last sentence
+  go even without final punctuation, and playback starts what it holds without waiting.
 
 `stream-tts hook install [--project]` adds the hook to ~/.claude/settings.json (or
 ./.claude/settings.json), keeping everything there; running it twice changes nothing.
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 HOOK_EVENTS = ("Stop", "SubagentStop", "Notification")
+DEDUPED_EVENTS = ("Stop", "SubagentStop")  # Stop re-fires for one turn; a Notification repeats on purpose
 MAX_STDIN_BYTES = 16 * 1024 * 1024  # a hook payload carries one message; more is not a payload
 STDIN_WAIT_S = 0.05  # stdin that gives nothing for this long is not a hook payload
 TRANSCRIPT_WAIT_S = 1.5  # how long an old CLI's lagging transcript is re-read (in the child)
@@ -68,25 +72,32 @@ def hook_text(
     last = payload.get("last_assistant_message")
     if isinstance(last, str):
         return last, None
-    key = (
-        "agent_transcript_path"
-        if event == "SubagentStop" and payload.get("agent_transcript_path")
-        else ("transcript_path")
-    )
+    key = transcript_key(payload)
     path = payload.get(key)
     if not isinstance(path, str) or not path:
         raise HookError(f"{event} payload has neither last_assistant_message nor {key}")
-    return read_transcript(Path(path).expanduser(), last_transcript_id, wait_s)
+    side_chain = key == "agent_transcript_path"
+    return read_transcript(Path(path).expanduser(), last_transcript_id, wait_s, side_chain)
 
 
-def read_transcript(path: Path, last_id: str | None, wait_s: float) -> tuple[str, str | None]:
+def transcript_key(payload: Mapping[str, Any]) -> str:
+    """The payload field naming the transcript to read: a sub-agent's own, or the session's."""
+    if payload.get("hook_event_name") == "SubagentStop" and payload.get("agent_transcript_path"):
+        return "agent_transcript_path"
+    return "transcript_path"
+
+
+def read_transcript(
+    path: Path, last_id: str | None, wait_s: float, side_chain: bool = False
+) -> tuple[str, str | None]:
     """The text of the transcript's last assistant message, waiting (bounded) while the file still
-    ends with `last_id` (the message spoken last time) or with no assistant message yet."""
+    ends with `last_id` (the message spoken last time) or with no assistant message yet.
+    `side_chain`: the file is a sub-agent's own transcript (all of it side chain)."""
     deadline = time.monotonic() + wait_s
     text, msg_id = "", None
     while True:
         try:
-            found = last_assistant_message(path)
+            found = last_assistant_message(path, side_chain)
         except OSError as exc:
             raise HookError(f"cannot read transcript {path}: {exc}") from None
         if found is not None:
@@ -98,9 +109,10 @@ def read_transcript(path: Path, last_id: str | None, wait_s: float) -> tuple[str
         time.sleep(TRANSCRIPT_POLL_S)
 
 
-def last_assistant_message(path: Path) -> tuple[str, str | None] | None:
+def last_assistant_message(path: Path, side_chain: bool = False) -> tuple[str, str | None] | None:
     """(text, message id) of the last assistant message in a transcript .jsonl; None when the last
-    message entry is not the assistant's (the current answer is not written yet)."""
+    message entry is not the assistant's (the current answer is not written yet). A session's
+    transcript skips side-chain entries; a sub-agent's own (`side_chain`) is made of nothing else."""
     size = path.stat().st_size
     tail = TRANSCRIPT_TAIL_BYTES
     while True:
@@ -110,7 +122,7 @@ def last_assistant_message(path: Path) -> tuple[str, str | None] | None:
         lines = data.split(b"\n")
         if size > tail:
             lines = lines[1:]  # the first one is cut
-        found = _walk_back(lines)
+        found = _walk_back(lines, side_chain)
         if found is not _MORE or size <= tail or tail >= TRANSCRIPT_MAX_BYTES:
             return None if found is _MORE else found  # type: ignore[return-value]
         tail *= 4
@@ -119,21 +131,24 @@ def last_assistant_message(path: Path) -> tuple[str, str | None] | None:
 _MORE = object()
 
 
-def _walk_back(lines: list[bytes]) -> object:
-    """From the end: skip entries that are not messages, meta or side chains; collect the text
-    blocks of the entries that share the last assistant message's id."""
+def _walk_back(lines: list[bytes], side_chain: bool = False) -> object:
+    """From the end: skip entries that are not messages, meta, or side chains (unless `side_chain`:
+    a sub-agent's own transcript); collect the text blocks of the entries that share the last
+    assistant message's id. _MORE: no message entry in `lines`, read further back."""
     texts: list[str] = []
     msg_id: str | None = None
     for raw in reversed(lines):
         entry = _json(raw)
         if entry is None or entry.get("type") not in ("user", "assistant"):
             continue
-        if entry.get("isMeta") or entry.get("isSidechain"):
+        if entry.get("isMeta") or (entry.get("isSidechain") and not side_chain):
             continue
         message = entry.get("message")
         if not isinstance(message, dict):
             continue
         this_id = message.get("id") if isinstance(message.get("id"), str) else entry.get("uuid")
+        if entry["type"] == "user" and msg_id is None:
+            return None  # the last message is the user's: the answer is not written yet
         if entry["type"] == "user" or (msg_id is not None and this_id != msg_id):
             break
         msg_id = this_id
@@ -148,7 +163,7 @@ def _walk_back(lines: list[bytes]) -> object:
             ]
             texts.append("\n\n".join(block_texts))
     if msg_id is None:
-        return None if texts else _MORE
+        return _MORE
     return "\n\n".join(t for t in reversed(texts) if t), msg_id
 
 
@@ -220,40 +235,52 @@ class HookState:
 # ---- the hook ---------------------------------------------------------------------------------
 def run_hook(payload: Mapping[str, Any], config_path: str | None) -> str:
     """Find, de-duplicate and publish what one hook call says; returns what was done (for the log)."""
+    import zmq
+
     from bus.client import IngestUnavailable, Publisher
     from bus.config import load_config
-    from bus.messages import Cancel
+    from bus.messages import Cancel, Flush
     from nodes.ingest_cli import text_pieces
 
     config = load_config(config_path)
     stream = hook_stream(payload)
+    event = payload.get("hook_event_name")
+    # The message spoken last from this kind of transcript: a sub-agent's must not stand in for
+    # the session's, or a lagging session transcript would pass for a new answer.
+    id_key = "agent_transcript_id" if transcript_key(payload) == "agent_transcript_path" else "transcript_id"
     state_path = config.data_dir / STATE_FILE
     with HookState(state_path) as state:
-        last_id = state.session(stream).get("transcript_id")
+        last_id = state.session(stream).get(id_key)
     text, msg_id = hook_text(payload, last_id if isinstance(last_id, str) else None)
     if not text.strip():
         return f"{stream}: nothing to say"
-    digest = text_hash(text)
+    digest = text_hash(text) if event in DEDUPED_EVENTS else None
     with HookState(state_path) as state:
         if msg_id is not None:
-            state.session(stream)["transcript_id"] = msg_id
-        if state.seen(stream, digest):
-            return f"{stream}: already spoken ({len(text)} chars), skipped"
-        state.remember(stream, digest)
+            state.session(stream)[id_key] = msg_id
+        if digest is not None:
+            if state.seen(stream, digest):
+                return f"{stream}: already spoken ({len(text)} chars), skipped"
+            state.remember(stream, digest)
+    # Its own context, ended before we return: the child leaves with os._exit, which would drop
+    # what ZeroMQ's I/O thread has not written yet; term() waits for it (the socket's linger).
+    ctx = zmq.Context()
     try:
-        with Publisher(config, wait_s=PUBLISH_WAIT_S) as pub:
-            if payload.get("hook_event_name") == "Stop" and config.section("ingest").get(
-                "cancel_on_new_turn", True
-            ):
+        with Publisher(config, wait_s=PUBLISH_WAIT_S, context=ctx) as pub:
+            if event == "Stop" and config.section("ingest").get("cancel_on_new_turn", True):
                 # A new answer: whatever of the session's last one is still queued is stale.
                 pub.control(Cancel(stream=stream, reason="new agent turn"))
             for piece, final in text_pieces(text):
                 pub.send(stream, piece, final=final, source="hook")
+            pub.control(Flush(stream=stream))  # the answer is whole: nothing of it waits
     except IngestUnavailable:
-        with HookState(state_path) as state:
-            state.forget(stream, digest)  # not spoken: a later call may say it
+        if digest is not None:
+            with HookState(state_path) as state:
+                state.forget(stream, digest)  # not spoken: a later call may say it
         raise
-    return f"{stream}: published {len(text)} chars ({payload.get('hook_event_name')})"
+    finally:
+        ctx.term()
+    return f"{stream}: published {len(text)} chars ({event})"
 
 
 def read_payload(fd: int, wait_s: float = STDIN_WAIT_S) -> bytes:

@@ -54,11 +54,45 @@ def test_old_cli_payload_reads_the_last_assistant_message_from_the_transcript() 
     )
 
 
-def entry(kind: str, msg_id: str, text: str, uuid: str) -> str:
+def entry(kind: str, msg_id: str, text: str, uuid: str, side_chain: bool = False) -> str:
     message = {"id": msg_id, "role": kind, "content": [{"type": "text", "text": text}]}
     return (
-        json.dumps({"type": kind, "message": message, "uuid": uuid, "sessionId": "s", "isSidechain": False})
+        json.dumps(
+            {"type": kind, "message": message, "uuid": uuid, "sessionId": "s", "isSidechain": side_chain}
+        )
         + "\n"
+    )
+
+
+SUBAGENT_ANSWER = (
+    "Found 3 call sites of `parse_config`: `src/app/cli.py`, `src/app/server.py` and "
+    "`tests/test_config.py`.\n\nNone of them passes a path, so every caller reads the default config"
+)
+
+
+def test_an_old_subagentstop_reads_the_last_answer_of_the_subagents_own_transcript(tmp_path: Path) -> None:
+    """A sub-agent's transcript is side chain from its first line to its last: nothing is skipped."""
+    assert last_assistant_message(DATA / "transcript-subagent.jsonl", side_chain=True) == (
+        SUBAGENT_ANSWER,
+        "msg_S2",
+    )
+    old = tmp_path / "hook.json"
+    old.write_text((DATA / "hook-subagentstop-old.json").read_text().replace("TRANSCRIPT_DIR", str(DATA)))
+    assert hook_text(json.loads(old.read_text()), wait_s=0) == (SUBAGENT_ANSWER, "msg_S2")
+
+
+def test_a_sessions_transcript_still_skips_the_side_chain_written_into_it(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        entry("user", "", "q", "1")
+        + entry("assistant", "m1", "Main answer.", "2")
+        + entry("user", "", "sub-agent prompt", "3", side_chain=True)
+        + entry("assistant", "m2", "Sub-agent chatter.", "4", side_chain=True)
+    )
+    assert last_assistant_message(path) == ("Main answer.", "m1")
+    assert hook_text({"hook_event_name": "Stop", "transcript_path": str(path)}, wait_s=0) == (
+        "Main answer.",
+        "m1",
     )
 
 
