@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "say": ("bus.client:cli_say", "speak TEXT (or - for stdin)"),
     "pipe": ("nodes.ingest_cli:cli_pipe", "speak Claude Code's stream-json (claude -p ... | pipe)"),
     "hook": ("nodes.hook:cli_hook", "Claude Code hook (JSON on stdin); `hook install` sets it up"),
+    "flush": (
+        "nodes.ingest_cli:cli_flush",
+        "speak what is held back now (--stream S); pipe and hook do it per turn",
+    ),
     "segment": ("nodes.ingest_cli:cli_segment", "print the sentences ingest would send for FILE (--format)"),
     "tap": ("bus.tap:cli_tap", "print every bus event as JSON lines"),
     "keys": ("bus.security:cli_keys", "make CURVE keys for a bus that leaves this machine"),

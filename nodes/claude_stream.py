@@ -17,6 +17,8 @@ What is spoken (shared/notes/claude-code-formats.md has the format with sources)
 - Sub-agent text (`parent_tool_use_id` set) is skipped unless `subagents=True`; then its complete
   lines are spoken (never its deltas) on the stream "<session_id>/<parent_tool_use_id>", so it
   cannot interleave with the main thread's open sentence.
+- A turn's end (its `result` line, or the end of input) closes what is open and then flushes each
+  stream that spoke (`Say.flush`: ingest lets an unfinished sentence go, playback stops waiting).
 
 Bad input (invalid UTF-8, not JSON, not an object of a known shape, a line over MAX_LINE_BYTES, a
 truncated last line) is counted under `stats`, reported, and skipped; reading goes on. The pipe is
@@ -50,6 +52,7 @@ class Say:
     text: str
     final: bool
     cancel: bool = False  # a new agent turn began: stale speech of this stream is cancelled first
+    flush: bool = False  # the turn ended: what is held of this stream goes now (a Flush, no text)
 
 
 class _Lru(OrderedDict[Any, int]):
@@ -78,6 +81,7 @@ class StreamJsonReader:
         self._message: dict[str, str] = {}  # session -> id of the message being streamed
         self._open: dict[tuple[str, int], str] = {}  # (session, block index) -> stream of an open text block
         self._turn_ended: set[str] = set()  # sessions whose turn ended with a `result` line
+        self._spoke: dict[str, None] = {}  # streams given text since their last flush (ordered set)
         self._carry: dict[tuple[str, int], str] = {}  # a high surrogate that ended a delta (JSON "\\ud83d")
 
     # ---- input -----------------------------------------------------------------------------
@@ -100,20 +104,37 @@ class StreamJsonReader:
         if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
             return self._bad("bad_shape", "not a JSON object with a string 'type'")
         try:
-            return self._object(obj)
+            out = self._object(obj)
         except _Shape as exc:
             return self._bad("bad_shape", f"{obj['type']} line: {exc}")
+        self._spoke.update((say.stream, None) for say in out if say.text)
+        return out
 
     def oversize(self, nbytes: int) -> list[Say]:
         self.stats["lines"] += 1
         return self._bad("oversize", f"line of {nbytes} bytes exceeds {MAX_LINE_BYTES}")
 
     def finish(self) -> list[Say]:
-        """End of input: close every text block still open (a stream cut before content_block_stop)."""
+        """End of input: close every text block still open (a stream cut before content_block_stop),
+        then flush every stream that spoke since its last flush."""
+        out = self._close_blocks()
+        out += [Say(stream, "", False, flush=True) for stream in self._spoke]
+        self._spoke.clear()
+        return out
+
+    def _close_blocks(self) -> list[Say]:
         out = [Say(stream, "", True) for stream in dict.fromkeys(self._open.values())]
         self._open.clear()
         self._carry.clear()
         return out
+
+    def _end_turn(self, session: str) -> list[Say]:
+        """A `result` line: close what is open, flush the session's streams (its sub-agents' too)."""
+        out = self._close_blocks()
+        ended = [s for s in self._spoke if s == session or s.startswith(session + "/")]
+        for stream in ended:
+            del self._spoke[stream]
+        return out + [Say(stream, "", False, flush=True) for stream in ended]
 
     @property
     def bad(self) -> int:
@@ -128,10 +149,10 @@ class StreamJsonReader:
             return self._stream_event(obj)
         if kind in ("user", "system", "result"):
             self.stats[f"skipped_{kind}"] += 1
-            if kind == "result":  # a turn ended: nothing of it stays open
+            if kind == "result":  # a turn ended: nothing of it stays open or held
                 session = self._session(obj)
                 self._turn_ended.add(session)
-                return self.finish()
+                return self._end_turn(session)
             if kind == "system" and obj.get("subtype") == "init":
                 session = self._session(obj)
                 if session in self._turn_ended:  # the next turn starts: what is left of the last is stale

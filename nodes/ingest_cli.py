@@ -1,14 +1,22 @@
-"""`stream-tts pipe` (Claude Code stream-json -> ingest) and `stream-tts segment` (what ingest would send).
+"""`stream-tts pipe` (Claude Code stream-json -> ingest), `stream-tts flush`, and `stream-tts segment`
+(what ingest would send).
+
+`pipe` reports each bad line on the tap as node "pipe". Its tap socket is an XPUB, not the PUB the
+nodes use, so that it can wait (TAP_WAIT_S at most, once) for the tap proxy's subscription before
+the first event: a PUB sends into a connection nobody has subscribed on yet and the early events
+vanish (the slow joiner). With no tap, or nobody watching it, the wait ends and events are dropped.
 
 `segment` runs the very code ingest runs on what a producer publishes: the same extraction as
 `pipe` (nodes/claude_stream.py) or `hook` (nodes/hook.py), then one `SentenceStream` per stream
 (nodes/speakable.py: segmenter + speakable text) fed exactly as ingest feeds it (feed each text,
-flush on final), with the [ingest] options of the config. What it prints is what will be spoken.
+flush on final and on Flush), with the [ingest] options of the config. What it prints is what will
+be spoken.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -19,6 +27,8 @@ from nodes.claude_stream import BAD_KINDS, DEFAULT_STREAM, Say, StreamJsonReader
 
 MAX_PIECE_CHARS = 8000  # one TextIn stays far below the bus's 64 KiB header limit (4 bytes/char)
 RECONNECT_EVERY_S = 5.0  # after ingest went away, how often the pipe tries it again
+TAP_WAIT_S = 0.5  # from opening, how long the first tap event may wait for the tap's subscription
+TAP_LINGER_MS = 500  # time given to the last events (the summary) to leave on close
 
 
 def text_pieces(text: str, max_chars: int = MAX_PIECE_CHARS) -> Iterator[tuple[str, bool]]:
@@ -49,17 +59,68 @@ class _Tee:
                 self.out = None
 
 
+class _Tap:
+    """Best-effort events on the tap as node "pipe", none lost to the slow joiner (module doc)."""
+
+    def __init__(self, config: Any, ctx: Any) -> None:
+        import zmq
+
+        from bus.endpoints import apply_options
+        from bus.security import is_loopback, require_keys, secure_client
+
+        self._zmq = zmq
+        address = config.endpoints.connect["tap_in"]
+        self._sock = ctx.socket(zmq.XPUB)  # as connect_socket, but XPUB
+        apply_options(self._sock)
+        self._sock.setsockopt(zmq.LINGER, TAP_LINGER_MS)
+        if not is_loopback(address):
+            secure_client(
+                self._sock, require_keys(config.endpoints.keys_dir, f"connecting to tap_in at {address}")
+            )
+        self._sock.connect(address)
+        self._deadline = time.monotonic() + TAP_WAIT_S
+        self._joined = False
+
+    def send(self, kind: str, **detail: Any) -> None:
+        from bus.messages import TapEvent, encode
+
+        zmq = self._zmq
+        while not self._joined:  # the proxy subscribes ("\x01...") once a tap watches; or give up
+            left_ms = int((self._deadline - time.monotonic()) * 1000)
+            ready = left_ms > 0 and self._sock.poll(left_ms, zmq.POLLIN)
+            self._joined = not ready or self._sock.recv()[:1] == b"\x01"
+        while self._sock.poll(0, zmq.POLLIN):  # later (un)subscriptions: keep the queue empty
+            self._sock.recv()
+        ev = TapEvent(
+            node="pipe", kind=kind, detail=detail, wall_ns=time.time_ns(), mono_ns=time.monotonic_ns()
+        )
+        with contextlib.suppress(zmq.ZMQError):  # full or gone: drop, never block the pipe
+            self._sock.send_multipart(encode(ev), flags=zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 class _Sender:
     """Publishes `Say`s through bus.client.Publisher; survives ingest going away (counts the loss)."""
 
     def __init__(self, config: Any, err: TextIO) -> None:
+        import zmq
+
+        from bus.security import SecurityError
+
         self.config = config
         self.err = err
         self.pub: Any = None
         self.sent = 0
         self.lost = 0
         self._next_try = 0.0
-        self._tap: Any = None
+        self._ctx = zmq.Context()
+        try:  # opened first, so the tap's subscription arrives while ingest is being waited for
+            self._tap: _Tap | None = _Tap(config, self._ctx)
+        except (SecurityError, zmq.ZMQError) as exc:  # say so; the pipe goes on without the tap
+            print(f"W pipe: no tap events: {exc}", file=err)
+            self._tap = None
         self.cancel_on_new_turn = bool(config.section("ingest").get("cancel_on_new_turn", True))
 
     def connect(self) -> bool:
@@ -69,7 +130,7 @@ class _Sender:
             return True
         if time.monotonic() < self._next_try:
             return False
-        pub = Publisher(self.config)
+        pub = Publisher(self.config, context=self._ctx)
         try:
             pub.open()
         except IngestUnavailable as exc:
@@ -81,14 +142,17 @@ class _Sender:
 
     def send(self, say: Say) -> None:
         from bus.client import IngestUnavailable
-        from bus.messages import Cancel
+        from bus.messages import Cancel, ControlMessage, Flush
 
-        if say.cancel:
-            if not self.cancel_on_new_turn:
+        if say.cancel or say.flush:
+            if say.cancel and not self.cancel_on_new_turn:
                 return
+            msg: ControlMessage = (
+                Cancel(stream=say.stream, reason="new agent turn") if say.cancel else Flush(stream=say.stream)
+            )
             if self.connect():
                 try:
-                    self.pub.control(Cancel(stream=say.stream, reason="new agent turn"))
+                    self.pub.control(msg)
                 except IngestUnavailable as exc:
                     print(f"E pipe: {exc}", file=self.err)
             return
@@ -108,25 +172,15 @@ class _Sender:
 
     def tap(self, kind: str, **detail: Any) -> None:
         """A best-effort event on the tap (`stream-tts tap` shows it), as node "pipe"."""
-        import zmq
-
-        from bus.messages import TapEvent, encode
-
-        try:
-            if self._tap is None:
-                self._tap = self.config.endpoints.connect_socket(zmq.Context.instance(), "tap_in")
-            ev = TapEvent(
-                node="pipe", kind=kind, detail=detail, wall_ns=time.time_ns(), mono_ns=time.monotonic_ns()
-            )
-            self._tap.send_multipart(encode(ev), flags=zmq.NOBLOCK)
-        except Exception:
-            pass
+        if self._tap is not None:
+            self._tap.send(kind, **detail)
 
     def close(self) -> None:
         if self.pub is not None:
             self.pub.close()
         if self._tap is not None:
-            self._tap.close(linger=200)
+            self._tap.close()
+        self._ctx.term()  # waits (each socket's linger) until what was sent has left: pyzmq does not at exit
 
 
 def cli_pipe(argv: list[str]) -> int:
@@ -184,18 +238,52 @@ def _report_bad(reader: StreamJsonReader, sender: _Sender, reported: int) -> int
     return len(reader.errors)
 
 
+# ---- flush --------------------------------------------------------------------------------------
+def cli_flush(argv: list[str]) -> int:
+    """`stream-tts flush [--stream S]`: what is held back goes now, at ingest and at playback."""
+    parser = argparse.ArgumentParser(
+        prog="stream-tts flush",
+        description="Speak now what is held back: ingest sends an unfinished sentence, playback "
+        "starts what it buffers. Pipe and hook send this by themselves at the end of each turn.",
+    )
+    parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
+    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    args = parser.parse_args(argv)
+    import zmq
+
+    from bus.client import IngestUnavailable, Publisher
+    from bus.config import ConfigError, load_config
+    from bus.messages import Flush
+
+    ctx = zmq.Context()
+    try:
+        with Publisher(load_config(args.config), context=ctx) as pub:
+            pub.control(Flush(stream=args.stream))
+    except (IngestUnavailable, ConfigError) as exc:
+        print(f"E flush: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ctx.term()  # the Flush has left before we exit (pyzmq does not wait at exit)
+    return 0
+
+
 # ---- segment ------------------------------------------------------------------------------------
 def ingest_sentences(
     items: Iterable[Say], section: dict[str, Any] | None = None
 ) -> Iterator[tuple[str, str]]:
     """(stream, sentence) as ingest makes them from what a producer publishes: per stream, feed
-    each text, flush when it is final; what is still open at the end is flushed (ingest's idle flush)."""
+    each text, flush when it is final or on a Flush; what is still open at the end is flushed
+    (ingest's idle flush)."""
     from nodes.speakable import SentenceStream
 
     streams: dict[str, SentenceStream] = {}
     for say in items:
         if say.cancel:  # ingest drops what is pending of a cancelled stream
             streams.pop(say.stream, None)
+            continue
+        if say.flush:
+            if say.stream in streams:
+                yield from ((say.stream, s) for s in streams[say.stream].flush())
             continue
         for piece, final in text_pieces(say.text):
             seg = streams.get(say.stream)
@@ -265,3 +353,4 @@ def _items(fmt: str, src: BinaryIO, reader: StreamJsonReader) -> Iterator[Say]:
         raise ValueError("a hook payload is a JSON object")
     text, _ = hook_text(payload, wait_s=0)
     yield Say(hook_stream(payload), text, True)
+    yield Say(hook_stream(payload), "", False, flush=True)

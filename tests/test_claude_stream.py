@@ -70,6 +70,15 @@ def test_bad_lines_are_counted_by_kind_and_reading_goes_on() -> None:
     assert len(reader.errors) == 7 and "truncated" in reader.errors[-1]
 
 
+def fixture(name: str, tmp_path: Path) -> str:
+    """The fixture's path; an old CLI's hook payload is copied with its transcript folder filled in."""
+    text = (DATA / name).read_text(encoding="utf-8")
+    if "TRANSCRIPT_DIR" not in text:
+        return str(DATA / name)
+    (tmp_path / name).write_text(text.replace("TRANSCRIPT_DIR", str(DATA)), encoding="utf-8")
+    return str(tmp_path / name)
+
+
 def line(obj: dict[str, object]) -> bytes:
     return json.dumps(obj).encode()
 
@@ -205,7 +214,7 @@ def test_an_oversize_line_is_skipped_without_buffering_and_reading_goes_on() -> 
     data = text_line("u1", "m1", "Before.") + b"\n" + big + b"\n" + text_line("u2", "m2", "After.") + b"\n"
     reader = StreamJsonReader()
     items = list(says(read_lines(io.BytesIO(data), max_line_bytes=1 << 20), reader))
-    assert [s.text for s in items] == ["Before.", "After."]
+    assert [s.text for s in items if not s.flush] == ["Before.", "After."]
     assert reader.stats["oversize"] == 1
 
 
@@ -226,10 +235,14 @@ def test_tee_copies_every_byte_unchanged() -> None:
         ),
         (["markdown.md"], "markdown.expected.txt"),
         (["--format", "hook", "hook-stop.json"], "hook-stop.expected.txt"),
+        (["--format", "hook", "hook-stop-old.json"], "hook-stop-old.expected.txt"),
+        (["--format", "hook", "hook-subagentstop.json"], "hook-subagentstop.expected.txt"),
+        (["--format", "hook", "hook-subagentstop-old.json"], "hook-subagentstop-old.expected.txt"),
+        (["--format", "hook", "hook-notification.json"], "hook-notification.expected.txt"),
     ],
 )
-def test_segment_cli_prints_the_expected_sentences(args: list[str], name: str) -> None:
-    args = [str(DATA / a) if (DATA / a).exists() else a for a in args]
+def test_segment_cli_prints_the_expected_sentences(args: list[str], name: str, tmp_path: Path) -> None:
+    args = [fixture(a, tmp_path) if (DATA / a).exists() else a for a in args]
     proc = subprocess.run(
         [sys.executable, "-m", "bus.cli", "segment", *args],
         cwd=REPO,
