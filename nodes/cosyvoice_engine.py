@@ -130,6 +130,8 @@ class EngineOptions:
         if self.first_hop_tokens < 5 or self.hop_tokens < 5:
             # a chunk must cover more than the 8 mel frames (4 tokens) kept for the cross-fade
             raise ValueError("first_hop_tokens and hop_tokens must be at least 5")
+        if not 0 < self.min_token_text_ratio <= self.max_token_text_ratio:
+            raise ValueError("the ratios must satisfy 0 < min_token_text_ratio <= max_token_text_ratio")
         if self.deadline_s <= 0 or self.max_text_tokens < 5:
             raise ValueError("deadline_s must be > 0 and max_text_tokens >= 5")
         if self.cuda_graphs not in ("auto", "true", "false"):

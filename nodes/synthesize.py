@@ -54,6 +54,8 @@ class SynthSettings:
     hop_tokens: int = 25
     deadline_s: float = 60.0
     max_text_tokens: int = 80
+    min_token_text_ratio: float = 2.0  # speech tokens per text token, at least (upstream's bounds)
+    max_token_text_ratio: float = 20.0  # and at most: an utterance that never says eos ends here
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
     cuda_graphs: str = "auto"  # "auto" | true | false (a TOML bool is taken as "true"/"false")
@@ -159,6 +161,8 @@ class SynthesizeNode(Node):
             hop_tokens=s.hop_tokens,
             deadline_s=s.deadline_s,
             max_text_tokens=s.max_text_tokens,
+            min_token_text_ratio=s.min_token_text_ratio,
+            max_token_text_ratio=s.max_token_text_ratio,
             instruct=s.instruct,
             seed=s.seed,
             voices_dir=voices_dir(self.config.data_dir),
