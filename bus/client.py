@@ -4,6 +4,11 @@ The slow-joiner problem: a PUB socket sends before the subscriber's subscription
 the first messages vanish. The publisher is an XPUB socket that connects to ingest's SUB and waits
 until ingest's subscription comes back over that connection before it sends anything; if none
 comes within WAIT_FOR_INGEST_S, ingest is not there and we say so, naming the endpoint.
+
+Delivery on close: pyzmq does not wait for unsent messages when the process exits (the context is
+not terminated at exit), so a Publisher that made its own context terminates it in `close()`,
+which waits (up to CLOSE_LINGER_MS) until what was sent has left: `say`, `stop` or a hook that
+exits right after sending loses nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class Publisher:
         self._endpoints = config.endpoints
         self.endpoint = config.endpoints.connect["text"]
         self.wait_s = wait_s
-        self._ctx = context or zmq.Context.instance()
+        self._given_ctx = context
+        self._ctx: zmq.Context | None = context
         self._sock: zmq.Socket | None = None
 
     def __enter__(self) -> Publisher:
@@ -51,6 +57,8 @@ class Publisher:
     def open(self) -> None:
         if self._sock is not None:
             return
+        if self._ctx is None:
+            self._ctx = zmq.Context()  # our own: close() terminates it, so nothing sent is lost
         sock = self._endpoints.connect_socket(self._ctx, "text")  # CURVE too, when it leaves loopback
         sock.setsockopt(zmq.LINGER, CLOSE_LINGER_MS)
         sock.setsockopt(zmq.XPUB_NODROP, 1)  # block (bounded by SNDTIMEO) rather than drop at HWM
@@ -60,6 +68,7 @@ class Publisher:
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0 or not sock.poll(left_ms, zmq.POLLIN):
                 sock.close(linger=0)
+                self.close()
                 raise IngestUnavailable(
                     f"no ingest is listening at {self.endpoint} (waited {self.wait_s:.1f} s). "
                     "Start the pipeline with `stream-tts up` (or `make run`), or point "
@@ -92,9 +101,13 @@ class Publisher:
         self.send_message(msg)
 
     def close(self) -> None:
+        """Close the socket; with our own context, wait until what was sent has left."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._ctx is not None and self._given_ctx is None:
+            self._ctx.term()
+            self._ctx = None
 
 
 def cli_say(argv: list[str]) -> int:

@@ -90,3 +90,24 @@ def test_text_longer_than_a_header_arrives_whole(bus_env: BusEnv) -> None:
     assert [m.seq for m in got] == list(range(300))  # type: ignore[attr-defined]
     assert got[7].text == f"Sentence 7 says {words[:107]}."  # type: ignore[attr-defined]
     translate_in.close(0)
+
+
+def test_say_processes_that_exit_at_once_lose_nothing(bus_env: BusEnv) -> None:
+    """pyzmq does not flush at exit: each `say` must wait on close until its text has left."""
+    translate_in = bus_env.config.endpoints.bind_socket(zmq.Context.instance(), "translate")
+    bus_env.start("node", "ingest")
+    for i in range(8):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bus.cli", "say", "--stream", f"quick{i}", f"Quick exit {i}."],
+            env=bus_env.env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 0, proc.stderr
+    got: set[str] = set()
+    while len(got) < 8 and translate_in.poll(10_000):
+        got.add(decode(translate_in.recv_multipart()).text)  # type: ignore[attr-defined]
+    assert got == {f"Quick exit {i}." for i in range(8)}
+    translate_in.close(0)
