@@ -20,10 +20,14 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile bus/setup_plan.py
 	@$(MAKE) --no-print-directory system-packages
 	@echo "==> python environment in $(VENV)"
+	@command -v $(PY) >/dev/null || { echo "E setup: $(PY) not found: $$($(PLAN) python_hint); or name one: make setup PY=/path/to/python3.11"; exit 1; }
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	@$(PIP) install -q --upgrade pip wheel setuptools
 	@echo "==> torch (pinned: the CPU build on a CPU box, CUDA from PyPI on Linux+NVIDIA, MPS on a Mac)"
-	@$(PIP) install -q "$$($(PLAN) torch_spec)"
+	@spec="$$($(PLAN) torch_spec)"; index="$$($(PLAN) torch_index)"; \
+	  $(PIP) install -q "$$spec" 2>/dev/null || { test -n "$$index" && \
+	  echo "==> $$spec is not in this machine's pip sources: from $$index" && \
+	  $(PIP) install -q "$$spec" --extra-index-url "$$index"; }
 	@cmake_args="$$($(PLAN) cmake_args)"; if [ -n "$$cmake_args" ]; then \
 	  echo "==> llama-cpp-python built with $$cmake_args (from source: minutes)"; \
 	  CMAKE_ARGS="$$cmake_args" $(PIP) install -q --no-cache-dir "$$($(PLAN) llama_spec)"; fi

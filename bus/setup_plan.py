@@ -8,7 +8,8 @@ only, and syntax that a macOS system python3 (3.9) still reads. The branches, al
   macOS, Intel           the same packages, CPU only (no Metal build, and no torch wheel for it).
   Linux, NVIDIA GPU      apt packages; llama.cpp built with CUDA (-DGGML_CUDA=on) when nvcc is
                          there (else CPU, saying how to get CUDA); torch from PyPI (a CUDA build).
-  Linux, no GPU          apt packages; llama.cpp's default CPU build; torch's CPU build.
+  Linux, no GPU          apt packages; llama.cpp's default CPU build; torch's CPU build (x86-64:
+                         2.13.0+cpu from this machine's pip sources or PyTorch's CPU index).
   anything else          no package manager we know: the list of what to install by hand.
 
     python3 bus/setup_plan.py FIELD          print one field (cmake_args, torch_spec, llama_spec, ...)
@@ -28,7 +29,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
-TORCH_SPEC = "torch==2.13.0"  # pinned: on a CPU box the local CPU wheel; nothing pulls a CUDA build
+TORCH_SPEC = "torch==2.13.0"  # pinned (PyPI's build: CUDA on Linux, MPS on a Mac)
+# x86-64 Linux with no NVIDIA GPU: the CPU build (not PyPI's several-GB CUDA one), from the
+# machine's own pip sources if they have it, else from PyTorch's CPU index (the Makefile tries both).
+# (PyPI's aarch64 Linux wheel is already a CPU build.)
+TORCH_CPU_SPEC = "torch==2.13.0+cpu"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # Debian: PortAudio for sounddevice, PulseAudio + the ALSA pulse plugin for the audio tests,
 # iproute2 for the multi-host tests, cmake/ninja/g++ to build llama-cpp-python.
 APT_PACKAGES = (
@@ -58,6 +64,8 @@ class Plan:
     gpu: str  # "metal" | "cuda" | "cpu": what llama.cpp and torch will use
     cmake_args: str  # CMAKE_ARGS for building llama-cpp-python ("" = its default build)
     torch_spec: str
+    torch_index: str = ""  # an extra index for torch_spec when the machine's pip sources lack it
+    python_hint: str = "install Python 3.11"  # how to get the python3.11 the venv is made from
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -89,10 +97,12 @@ def plan(
             gpu="metal" if apple else "cpu",
             cmake_args="-DGGML_METAL=on" if apple else "",
             torch_spec=TORCH_SPEC,
+            python_hint="brew install python@3.11 (make setup installs it once Homebrew is there)",
             notes=tuple(notes),
         )
     if system == "Linux":
         cuda = has_nvidia and has_nvcc
+        cpu_x86 = not has_nvidia and machine in ("x86_64", "AMD64", "amd64")
         if has_nvidia and not has_nvcc:
             notes.append(
                 "NVIDIA GPU found but no nvcc: llama.cpp is built for the CPU. Install the CUDA toolkit "
@@ -110,7 +120,11 @@ def plan(
             else "install with your package manager: {pkgs}",
             gpu="cuda" if cuda else "cpu",
             cmake_args="-DGGML_CUDA=on" if cuda else "",
-            torch_spec=TORCH_SPEC,
+            torch_spec=TORCH_CPU_SPEC if cpu_x86 else TORCH_SPEC,
+            torch_index=TORCH_CPU_INDEX if cpu_x86 else "",
+            python_hint="sudo apt-get install python3.11 python3.11-venv (Debian 12), or pyenv install 3.11"
+            if has_apt
+            else "install Python 3.11 with your package manager or pyenv",
             notes=tuple(notes),
         )
     return Plan(

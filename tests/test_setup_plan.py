@@ -7,7 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bus.setup_plan import APT_PACKAGES, BREW_PACKAGES, TORCH_SPEC, llama_spec, plan
+from bus.setup_plan import (
+    APT_PACKAGES,
+    BREW_PACKAGES,
+    TORCH_CPU_INDEX,
+    TORCH_CPU_SPEC,
+    TORCH_SPEC,
+    llama_spec,
+    plan,
+    this_machine,
+)
 from tests.conftest import REPO
 
 
@@ -54,6 +63,18 @@ def test_linux_without_a_gpu_keeps_the_default_cpu_build() -> None:
     p = plan("Linux", "x86_64", has_nvidia=False, is_root=True)
     assert p.cmake_args == "" and p.gpu == "cpu" and p.notes == ()
     assert "{pkgs}" in p.install_cmd
+    # torch's CPU build, not PyPI's CUDA one: a local version from PyTorch's CPU index
+    assert (p.torch_spec, p.torch_index) == (TORCH_CPU_SPEC, TORCH_CPU_INDEX)
+    assert TORCH_CPU_SPEC.startswith(TORCH_SPEC + "+")  # pyproject's ==2.13.0 accepts it
+
+
+def test_torch_comes_from_pypi_with_an_nvidia_gpu_on_arm_and_on_macs() -> None:
+    for p in (
+        plan("Linux", "x86_64", has_nvidia=True, is_root=True),
+        plan("Linux", "aarch64", has_nvidia=False, is_root=True),  # PyPI's aarch64 wheel is CPU
+        plan("Darwin", "arm64", has_nvidia=False, is_root=False),
+    ):
+        assert (p.torch_spec, p.torch_index) == (TORCH_SPEC, ""), p
 
 
 def test_linux_not_root_gets_the_sudo_line_instead_of_an_install() -> None:
@@ -81,10 +102,12 @@ def test_the_cli_prints_fields_the_makefile_reads() -> None:
         assert r.returncode == 0, r.stderr
         return r.stdout.rstrip("\n")
 
-    assert field("torch_spec") == TORCH_SPEC
-    assert field("cmake_args") == ""  # this machine: Linux, no GPU
+    here = this_machine()  # whatever this machine is: the CLI prints its plan, field by field
+    assert field("torch_spec") == here.torch_spec
+    assert field("torch_index") == here.torch_index
+    assert field("cmake_args") == here.cmake_args
     assert field("llama_spec") == llama_spec()
-    assert field("packages").split() == list(APT_PACKAGES)
+    assert field("packages").split() == list(here.packages)
     bad = subprocess.run(
         [sys.executable, "bus/setup_plan.py", "nope"], cwd=REPO, capture_output=True, text=True
     )
@@ -106,3 +129,17 @@ def test_make_setup_dry_run_reads_the_plan() -> None:
     assert "bus/setup_plan.py system-packages" in r.stdout
     assert "bus/setup_plan.py cmake_args" in r.stdout and "bus/setup_plan.py torch_spec" in r.stdout
     assert Path(REPO / "Makefile").read_text().count("apt-get") == 0  # the apt line lives in the plan
+
+
+def test_make_setup_without_python_3_11_says_how_to_get_it(tmp_path: Path) -> None:
+    r = subprocess.run(
+        ["make", "-B", "setup", "PY=/nonexistent/python3.11", f"VENV={tmp_path / 'venv'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    assert "/nonexistent/python3.11 not found" in r.stdout + r.stderr
+    assert this_machine().python_hint in r.stdout + r.stderr
+    assert not (tmp_path / "venv").exists()
