@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import zmq
@@ -44,7 +45,9 @@ from bus.security import SecurityError
 
 POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
 EVENT_STALE = "stale"  # a cancelled, superseded or duplicate message, not acted on
-SETUP_FAILURE_PAUSE_S = 5.0  # a node whose setup crashed says why this long before it exits
+SETUP_FAILURE_PAUSE_S = 5.0  # a node whose setup crashed says why this long before it exits,
+SETUP_FAILURE_PAUSE_MAX_S = 60.0  # doubling with each crash in a row, up to this (a crash loop
+# then costs one start a minute, not a torch import every few seconds)
 SEND_RETRY_MS = 500  # a blocked send (peer gone, queue full) is retried until shutdown
 TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
 ZERO_COPY_BYTES = 65_536
@@ -157,6 +160,7 @@ class Node:
         try:
             self.setup()
             self.state, self.state_detail = "ready", ""
+            self._crash_file().unlink(missing_ok=True)  # the crash loop, if any, is over
             self.event(EVENT_READY)
             log.info("I %s: ready", self.name)
         except EngineError as exc:
@@ -170,8 +174,12 @@ class Node:
             self.event(EVENT_ERROR, error=why, fatal=True, during="setup")
             log.exception("E %s: setup failed", self.name)
             # Heartbeats keep saying why for a while; the pause also paces supervisord's restarts,
-            # so a node that can never start costs a restart every few seconds, not a busy loop.
-            time.sleep(SETUP_FAILURE_PAUSE_S)
+            # growing with each crash in a row, so a node that can never start is no busy loop.
+            pause = crash_pause_s(self._crash_file(), time.time())
+            log.error("E %s: setup failed; exiting in %.0f s (supervisord restarts it)", self.name, pause)
+            end = time.monotonic() + pause
+            while self.running and time.monotonic() < end:  # SIGTERM (stream-tts down) ends it
+                time.sleep(0.1)
             heartbeat.stop()
             raise
         poller = zmq.Poller()
@@ -281,6 +289,9 @@ class Node:
                 return self.routes[cls]
         raise RuntimeError(f"{self.name} has no route for {out.TYPE}")
 
+    def _crash_file(self) -> Path:
+        return self.config.data_dir / "run" / f"{self.name}.setup-crashes"
+
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
             log.info("I %s: %s, stopping", self.name, signal.Signals(signum).name)
@@ -304,6 +315,24 @@ def setup_logging(name: str) -> None:
         format="%(asctime)s %(message)s",
         stream=sys.stderr,
     )
+
+
+def crash_pause_s(record: Path, now: float) -> float:
+    """Seconds a node whose setup just crashed waits before it exits: SETUP_FAILURE_PAUSE_S, doubled
+    for each crash in a row recorded in `record` (a crash over an hour after the last starts over)."""
+    count = 0
+    try:
+        n, at = record.read_text(encoding="utf-8").split()
+        if now - float(at) < 3600:
+            count = int(n)
+    except (OSError, ValueError):
+        pass
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{count + 1} {now}", encoding="utf-8")
+    except OSError:
+        pass  # an unwritable data dir: the first pause each time, still no busy loop
+    return min(SETUP_FAILURE_PAUSE_S * 2**count, SETUP_FAILURE_PAUSE_MAX_S)
 
 
 def main_for(node_cls: type[Node], argv: list[str] | None = None) -> int:

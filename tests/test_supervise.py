@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bus.node import crash_pause_s
 from tests.conftest import REPO, write_config
 
 pytestmark = pytest.mark.slow
@@ -50,9 +51,19 @@ def test_up_names_a_crash_looping_node_and_engines_without_models(tmp_path: Path
         assert st.returncode == 1
         line = next(ln for ln in st.stdout.splitlines() if ln.startswith("translate "))
         assert "RUNNING" in line and "error" in line and "missing.gguf" in line
-        # ... and no busy loop: a crashing node is restarted every few seconds at most.
+        # ... and no busy loop: a crashing node waits longer after each crash in a row.
         time.sleep(12)
         log = (data / "log" / "ingest.log").read_text()
-        assert 2 <= log.count("setup failed") <= 4, log.count("setup failed")
+        assert 2 <= log.count("setup failed;") <= 3, log.count("setup failed;")
+        assert "exiting in 5 s" in log and "exiting in 10 s" in log
     finally:
         _cli(config, data, "down", timeout=60)
+
+
+def test_the_pause_after_a_setup_crash_doubles_up_to_a_minute_and_starts_over(tmp_path: Path) -> None:
+    record = tmp_path / "run" / "ingest.setup-crashes"
+    pauses = [crash_pause_s(record, 1000.0 + i) for i in range(7)]
+    assert pauses == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+    assert crash_pause_s(record, 1006.0 + 3601) == 5.0  # an hour after the last crash: a new loop
+    record.write_text("garbage")
+    assert crash_pause_s(record, 9999.0) == 5.0
