@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bus.node import crash_pause_s
-from tests.conftest import REPO, write_config
+from tests.conftest import REPO, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +67,64 @@ def test_the_pause_after_a_setup_crash_doubles_up_to_a_minute_and_starts_over(tm
     assert crash_pause_s(record, 1006.0 + 3601) == 5.0  # an hour after the last crash: a new loop
     record.write_text("garbage")
     assert crash_pause_s(record, 9999.0) == 5.0
+
+
+def test_the_repo_root_conf_runs_every_program_from_the_repo_root(tmp_path: Path) -> None:
+    """`supervisord -c supervisord.conf` and `supervisorctl -c supervisord.conf status`, run from
+    a copy of the repo root (the committed file, its %(here)s paths; private ports by env)."""
+    import os
+    import shutil
+
+    from bench.ports import free_ports
+    from bus.endpoints import LAYOUT
+
+    root = tmp_path / "root"
+    (root / "var" / "log").mkdir(parents=True)  # a clone has it (var/log/.gitkeep)
+    shutil.copy(REPO / "supervisord.conf", root)
+    for name in (".venv", "bus", "nodes", "models"):
+        (root / name).symlink_to(REPO / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_TTS_")}
+    ports = free_ports(len(LAYOUT))
+    for name, port in zip(LAYOUT, ports, strict=True):
+        env[f"STREAM_TTS_ENDPOINT_{name.upper()}"] = f"tcp://127.0.0.1:{port}"
+    bin_dir = REPO / ".venv" / "bin"
+
+    def ctl(*args: str) -> str:
+        r = subprocess.run(
+            [str(bin_dir / "supervisorctl"), "-c", "supervisord.conf", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return r.stdout
+
+    started = subprocess.run(
+        [str(bin_dir / "supervisord"), "-c", "supervisord.conf"], cwd=root, env=env, timeout=60
+    )
+    assert started.returncode == 0
+    try:
+        deadline = time.monotonic() + 60
+        status = ""
+        while time.monotonic() < deadline:
+            status = ctl("status")
+            lines = [ln.split() for ln in status.splitlines() if ln.strip()]
+            if len(lines) == 5 and all(ln[1] == "RUNNING" for ln in lines):
+                break
+            time.sleep(1)
+        names = sorted(ln.split()[0] for ln in status.splitlines() if ln.strip())
+        assert names == ["ingest", "playback", "synthesize", "tap", "translate"], status
+        assert all(" RUNNING " in ln for ln in status.splitlines() if ln.strip()), status
+        assert (root / "var" / "log" / "ingest.log").exists()
+        # ... and they serve on the endpoints the environment gave them: ingest takes text.
+        from bus.client import Publisher
+        from bus.config import load_config
+
+        with Publisher(load_config(None, environ=env), wait_s=30) as pub:
+            pub.send("root", "Hello from the repo root.")
+        assert (root / "var" / "journal.sqlite3").exists() or wait_for(
+            lambda: (root / "var" / "journal.sqlite3").exists(), 10
+        )
+    finally:
+        ctl("shutdown")
