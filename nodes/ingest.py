@@ -31,6 +31,9 @@ from nodes.deadlines import WINDOW, DeadlineEstimator, DeadlinePolicy
 from nodes.speakable import SentenceStream
 
 PRUNE_EVERY_S = 60.0
+# What [ingest] may hold: the text-shaping keys (SpeakOptions, SentenceStream), the pipe/hook's
+# cancel_on_new_turn, and the journal's IngestSettings (below). Anything else is a typo: refused.
+STREAM_KEYS = ("idle_flush_s", "max_sentence_chars", "max_table_rows", "cancel_on_new_turn")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ class IngestSettings:
 
     @classmethod
     def from_section(cls, section: dict[str, object]) -> IngestSettings:
+        allowed = ingest_keys()
+        unknown = sorted(set(section) - allowed)
+        if unknown:
+            raise ValueError(
+                f"[ingest] unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
+            )
         known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
         out = cls(**known)  # type: ignore[arg-type]
         if type(out.max_attempts) is not int or out.max_attempts < 1:
@@ -63,6 +72,12 @@ class IngestSettings:
             min_s=self.deadline_min_s,
             max_s=self.deadline_max_s,
         )
+
+
+def ingest_keys() -> set[str]:
+    from nodes.speakable import SpeakOptions
+
+    return {*SpeakOptions.__dataclass_fields__, *STREAM_KEYS, *IngestSettings.__dataclass_fields__}
 
 
 class IngestNode(Node):

@@ -81,3 +81,14 @@ def test_sockets_get_bounded_queues_and_size_limits(tmp_path: Path) -> None:
         assert sock.getsockopt(zmq.TCP_KEEPALIVE) == 1
     finally:
         sock.close(0)
+
+
+def test_an_unknown_ingest_key_is_refused_naming_the_known_ones() -> None:
+    import pytest
+
+    from nodes.ingest import IngestSettings
+
+    with pytest.raises(ValueError, match=r"unknown key\(s\) idle_flush;.*idle_flush_s"):
+        IngestSettings.from_section({"idle_flush": 1.0})
+    ok = IngestSettings.from_section({"idle_flush_s": 1.0, "urls": "keep", "max_attempts": 2})
+    assert ok.max_attempts == 2

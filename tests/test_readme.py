@@ -83,6 +83,8 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 
 def test_config_keys_in_the_readme_are_the_ones_the_nodes_read() -> None:
+    from nodes.ingest import ingest_keys
+    from nodes.playback_config import PlaybackSettings
     from nodes.synthesize import SynthSettings
     from nodes.translate import DEFAULTS
 
@@ -93,6 +95,16 @@ def test_config_keys_in_the_readme_are_the_ones_the_nodes_read() -> None:
     synth_keys = set(SynthSettings.__dataclass_fields__)
     assert table_keys("synthesize") == synth_keys
     assert set(DEFAULTS) <= table_keys("translate")
+
+    def plain_table_keys(after: str) -> set[str]:  # a "| key | default | meaning |" table
+        block = README.split(after, 1)[1].split("| key |", 1)[1].split("\n\n", 1)[0]
+        return set(re.findall(r"^\| `([a-z_0-9]+)` \|", block, re.M))
+
+    assert plain_table_keys("### Configuration (`[playback]`") == set(PlaybackSettings.__dataclass_fields__)
+    # [ingest]: the text-shaping table plus the journal keys in the Configuration example
+    example = README.split("[ingest]  ", 1)[1].split("```", 1)[0]
+    journal_keys = set(re.findall(r"^([a-z_]+) = ", example, re.M))
+    assert plain_table_keys("`[ingest]` options in the config file") | journal_keys == ingest_keys()
 
 
 @pytest.mark.slow
