@@ -12,7 +12,7 @@ import zmq
 
 from bus.client import Publisher
 from bus.journal import PLAYED, Journal
-from bus.messages import Failed, Played, Sentence, decode, encode
+from bus.messages import Cancel, Failed, Played, Sentence, decode, encode
 from nodes.deadlines import CHARS_FLOOR, WARMUP, DeadlineEstimator, DeadlinePolicy
 from tests.conftest import BusEnv
 
@@ -182,3 +182,23 @@ def test_a_failed_attempt_is_sent_again_at_once_and_an_older_one_is_ignored(bus_
     assert not p.sentences.poll(1500)
     j = Journal(bus_env.data_dir / "journal.sqlite3")
     assert j.counts() == {"failed": 1}
+
+
+def test_a_cancelled_sentence_is_marked_done_and_never_sent_again(bus_env: BusEnv) -> None:
+    bus_env.set_sections(ingest={"deadline_base_s": 1.0, "deadline_per_char_s": 0.0, "deadline_min_s": 1.0})
+    p = Pipeline(bus_env)
+    p.say("c", "This one is cancelled. This one is not.")
+    first, _ = p.next_sentence(15)
+    second, _ = p.next_sentence(15)
+    p.played(second)
+    with Publisher(bus_env.config, wait_s=15) as pub:
+        pub.control(Cancel(stream="c", reason="test: a new turn"))
+    time.sleep(0.5)
+    # Its deadline (1 s) passes several times over: a re-send would have come by now.
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        if p.sentences.poll(200):
+            again = decode(p.sentences.recv_multipart())
+            raise AssertionError(f"re-sent after the cancel: {again}")
+    j = Journal(bus_env.data_dir / "journal.sqlite3")
+    assert j.counts() == {"played": 1, "cancelled": 1}, (j.counts(), first.seq)
