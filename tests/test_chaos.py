@@ -16,7 +16,7 @@ digits and the frontend read them out in full), one Japanese token per sentence,
 of at most one speech token per text token (the pipeline is under test, not the noise), two
 sentences in flight per stream (more only queue in synthesize and outlive their deadlines), WAV
 sink; deadlines measured (nodes/deadlines.py) but capped at 5 s so a sentence lost in a crash
-comes back soon; max_attempts 20 because with a kill every 1.2 s a sentence may well be lost
+comes back soon; max_attempts 20 because with a kill every second a sentence may well be lost
 many times in a row (synthesize alone is down ~6 s per kill); playback waits up to 40 s for a
 missing seq (longer than any retry path here), so order is kept rather than skipped.
 """
@@ -77,7 +77,7 @@ def test_every_accepted_sentence_plays_once_in_order_through_100_kills(
             sentences=SENTENCES,
             streams=STREAMS,
             kills=KILLS,
-            kill_interval_s=1.2,
+            kill_interval_s=1.0,
             window=2,
             min_up_s=3.0,
             timeout_s=420,
