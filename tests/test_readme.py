@@ -177,8 +177,8 @@ def test_readme_commands_that_can_run_here_do(tmp_path: Path) -> None:
                     line += " --quiet" if "--quiet" not in line else ""
                     line += " --tiny" if "--tiny" not in line else ""
                 r = run(line)
-                ok = r.returncode == 0 or (words[1] == "doctor" and r.returncode == 1 and "error" in r.stdout)
-                assert ok, f"README line `{raw.strip()}` failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+                why = f"README line `{raw.strip()}` failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+                assert r.returncode == 0, why  # doctor included: the tiny set-up is healthy
                 ran.append(line)
         assert len(ran) >= 8, ran
         assert any("segment reply.md" in ln for ln in ran)

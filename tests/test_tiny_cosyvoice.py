@@ -104,3 +104,24 @@ def test_weights_that_do_not_fit_are_refused(tmp_path: Path, tiny_models: tuple[
         load_cosyvoice2(broken)
     with pytest.raises(ModelLoadError, match="not found"):
         load_cosyvoice2(tmp_path / "nothing")
+
+
+def test_the_models_tiny_command_writes_both_models_byte_for_byte_the_same_each_time(
+    tmp_path: Path,
+) -> None:
+    def build(folder: Path) -> dict[str, bytes]:
+        r = subprocess.run(
+            [sys.executable, "-m", "bus.cli", "models", "tiny", str(folder)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        assert "tiny models ready" in r.stderr
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    a, b = build(tmp_path / "a"), build(tmp_path / "b")
+    assert any(name.endswith(".gguf") for name in a) and any(name.endswith("llm.pt") for name in a)
+    assert a.keys() == b.keys()
+    assert [name for name in a if a[name] != b[name]] == []  # every file, onnx and tokenizer included
