@@ -35,9 +35,11 @@ class Freshness:
         stream, seq = getattr(msg, "stream", None), getattr(msg, "seq", None)
         if stream is None or seq is None:
             return None
-        ingest_ns = _ingest_ns(msg)
-        if ingest_ns is not None and ingest_ns < max(self.cut_ns.get(stream, 0), self.cut_ns.get("", 0)):
-            return "cancelled"
+        if self.cut_ns:  # only after a cancel is there anything to compare with
+            ingest_ns = _ingest_ns(msg)
+            cut = max(self.cut_ns.get(stream, 0), self.cut_ns.get("", 0))
+            if ingest_ns is not None and ingest_ns < cut:
+                return "cancelled"
         attempt = getattr(msg, "attempt", 0)
         newest = self._attempts.get((stream, seq), -1)
         if attempt < newest:

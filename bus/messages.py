@@ -12,13 +12,14 @@ field, oversize frame, non-UTF-8 text, a payload that does not fit its format) i
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
 
-from bus.wire import PAYLOAD, STAMPS, BadMessage, Stamp, Stamps, check, schema  # noqa: F401 (re-exported)
+from bus.wire import PAYLOAD, PLAIN, STAMPS, BadMessage, Stamp, Stamps, check, schema  # noqa: F401 (re-exported)
 
 VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -52,7 +53,7 @@ class Message:
                 header["stamps"] = [s.to_wire() for s in (*value, *extra_stamps)]
             else:
                 header[f.name] = value
-        frames = [msgpack.packb(header, use_bin_type=True)]
+        frames = [_packer().pack(header)]
         if payload is not None:
             frames.append(payload)
         return frames
@@ -72,7 +73,10 @@ class Message:
                 if f.required:
                     raise BadMessage(f"{cls.TYPE}: missing field {f.name!r}") from None
                 continue
-            kwargs[f.name] = check(cls.TYPE, f, value)
+            if f.kind == PLAIN and type(value) in f.types:  # the common case, inline (every hop)
+                kwargs[f.name] = value
+            else:
+                kwargs[f.name] = check(cls.TYPE, f, value)
         if cls.PAYLOAD_FIELD is None and payload is not None:
             raise BadMessage(f"{cls.TYPE}: carries no payload, got a second frame")
         msg = cls(**kwargs)
@@ -350,6 +354,17 @@ class TapEvent(Message):
 
 def message_types() -> dict[str, type[Message]]:
     return dict(_REGISTRY)
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """One msgpack Packer per thread (a Packer is not thread-safe; making one per message costs)."""
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+    return packer
 
 
 def encode(msg: Message, extra_stamps: Stamps = ()) -> list[bytes]:
