@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import tomli_w
@@ -15,6 +16,9 @@ import tomli_w
 from bench.ports import free_ports
 from bus.config import Config, load_config
 from bus.endpoints import LAYOUT
+
+if TYPE_CHECKING:
+    from tests.audio_stack import AudioBusEnv
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -124,3 +128,15 @@ def stream_tts(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def file_env(tmp_path: Path) -> Iterator[tuple[AudioBusEnv, Path]]:
+    """A bus env whose playback plays into ALSA's file plugin (exact samples, written to the
+    returned path): tests/audio_stack.py."""
+    from tests.audio_stack import AudioBusEnv, alsa_file_env
+
+    extra, out = alsa_file_env(tmp_path / "alsa")
+    env = AudioBusEnv(tmp_path, extra)
+    yield env, out
+    env.stop_all()

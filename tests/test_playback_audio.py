@@ -26,7 +26,6 @@ from tests.audio_stack import (
     Pulse,
     Recorder,
     TapLog,
-    alsa_file_env,
     chunks_of,
     find_exact,
     have_pulse,
@@ -85,14 +84,6 @@ def start(env: AudioBusEnv, **playback: object) -> TapLog:
     env.start("node", "playback")
     tap.wait("heartbeat", timeout=30, state="ready")  # heartbeats repeat: none can be missed for good
     return tap
-
-
-@pytest.fixture
-def file_env(tmp_path: Path) -> Iterator[tuple[AudioBusEnv, Path]]:
-    extra, out = alsa_file_env(tmp_path / "alsa")
-    env = AudioBusEnv(tmp_path, extra)
-    yield env, out
-    env.stop_all()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import zmq
 
 from bus.messages import AudioChunk, Failed, Pause, Played, Resume, TapEvent
@@ -17,7 +15,6 @@ from nodes.player import edge_fades
 from tests.audio_stack import (
     AudioBusEnv,
     TapLog,
-    alsa_file_env,
     chunks_of,
     find_exact,
     push_socket,
@@ -38,14 +35,6 @@ from tests.test_playback_audio import (
 
 # The file plugin is not paced: a sentence must be whole before it starts (jitter_ms), or it starves.
 WHOLE = {"jitter_ms": 5000, "idle_close_s": 2.0}
-
-
-@pytest.fixture
-def file_env(tmp_path: Path) -> Iterator[tuple[AudioBusEnv, Path]]:
-    extra, out = alsa_file_env(tmp_path / "alsa")
-    env = AudioBusEnv(tmp_path, extra)
-    yield env, out
-    env.stop_all()
 
 
 def played_seqs(env: AudioBusEnv) -> list[int]:
