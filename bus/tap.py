@@ -7,9 +7,11 @@ drops events rather than block when the tap is gone. `stream-tts tap` prints eve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,28 +22,47 @@ import zmq
 from bus.config import Config, ConfigError, load_config
 from bus.messages import BadMessage, TapEvent, decode
 
+CONTROL_ADDR = "inproc://tap-proxy-control"
+STOP_JOIN_S = 2.0  # the proxy thread ends at TERMINATE; a daemon thread never holds the exit
+
 
 def run_proxy(config: Config) -> int:
-    """Bind tap_in (XSUB) and tap_out (XPUB) and forward until SIGTERM."""
+    """Bind tap_in (XSUB) and tap_out (XPUB) and forward until SIGTERM/SIGINT.
+
+    The forwarding is pyzmq's steerable proxy in a thread; the main thread only waits for the
+    signal and then sends the proxy TERMINATE on its control socket. (A signal does not reliably
+    break a blocking `zmq.proxy` in the main thread: the tap sometimes outlived SIGTERM until it
+    was killed, which held up `stream-tts down`.)"""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     ep = config.endpoints
     xsub = ep.bind_socket(ctx, "tap_in")
     xpub = ep.bind_socket(ctx, "tap_out")
     xpub.setsockopt(zmq.SNDHWM, 100_000)
+    control, steer = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    control.bind(CONTROL_ADDR)
+    steer.connect(CONTROL_ADDR)
+    stopping = threading.Event()
 
     def stop(_signum: int, _frame: Any) -> None:
-        raise SystemExit(0)  # pyzmq checks signals when the blocking proxy call is interrupted
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    forward = threading.Thread(target=_forward, args=(xsub, xpub, control), name="tap-proxy", daemon=True)
+    forward.start()
     print(f"I tap: proxy {ep.bind['tap_in']} -> {ep.bind['tap_out']}", file=sys.stderr, flush=True)
-    try:
-        zmq.proxy(xsub, xpub)
-    except (SystemExit, KeyboardInterrupt):
+    while not stopping.wait(0.2) and forward.is_alive():
         pass
-    finally:
-        xsub.close(linger=0)
-        xpub.close(linger=0)
+    steer.send(b"TERMINATE")
+    forward.join(STOP_JOIN_S)
+    for sock in (steer, control, xsub, xpub):
+        sock.close(linger=0)
     return 0
+
+
+def _forward(xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
+    with contextlib.suppress(zmq.ContextTerminated):
+        zmq.proxy_steerable(xsub, xpub, None, control)
 
 
 def cli_proxy(argv: list[str]) -> int:

@@ -70,3 +70,25 @@ def test_heartbeats_carry_state_and_counters(bus_env: BusEnv) -> None:
     assert events and all(e["kind"] == "heartbeat" for e in events)
     assert events[-1]["detail"]["state"] == "ready"
     assert {"received", "emitted", "dropped", "errors", "pid"} <= set(events[-1]["detail"])
+
+
+def test_the_proxy_stops_at_once_on_sigterm_while_events_flow(bus_env: BusEnv) -> None:
+    """`stream-tts down` must not wait for supervisord's kill: SIGTERM ends the proxy mid-traffic."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    for _ in range(3):
+        proxy = bus_env.start("tap-proxy")
+        assert wait_for(lambda: "I tap: proxy" in bus_env.log("tap-proxy"), 30)
+        sub = bus_env.config.endpoints.connect_socket(ctx, "tap_out")
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        pub = bus_env.config.endpoints.connect_socket(ctx, "tap_in")
+        time.sleep(0.3)
+        for i in range(2000):
+            pub.send(b"event %d" % i)
+        assert sub.poll(5000)
+        proxy.terminate()
+        t0 = time.monotonic()
+        proxy.wait(timeout=10)
+        assert time.monotonic() - t0 < 1.0
+        pub.close(0)
+        sub.close(0)
+        bus_env.procs.remove(proxy)
