@@ -107,21 +107,23 @@ def test_weights_that_do_not_fit_are_refused(tmp_path: Path, tiny_models: tuple[
 
 
 def test_the_models_tiny_command_writes_both_models_byte_for_byte_the_same_each_time(
-    tmp_path: Path,
+    tmp_path: Path, tiny_models: tuple[Path, Path]
 ) -> None:
-    def build(folder: Path) -> dict[str, bytes]:
-        r = subprocess.run(
-            [sys.executable, "-m", "bus.cli", "models", "tiny", str(folder)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert r.returncode == 0, r.stderr
-        assert "tiny models ready" in r.stderr
+    """The CLI's folder against the session's (built by the same code, same seed, elsewhere)."""
+
+    def files(folder: Path) -> dict[str, bytes]:
         return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
-    a, b = build(tmp_path / "a"), build(tmp_path / "b")
+    r = subprocess.run(
+        [sys.executable, "-m", "bus.cli", "models", "tiny", str(tmp_path / "cli")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "tiny models ready" in r.stderr
+    a, b = files(tmp_path / "cli"), files(tiny_models[0].parent)
     assert any(name.endswith(".gguf") for name in a) and any(name.endswith("llm.pt") for name in a)
     assert a.keys() == b.keys()
     assert [name for name in a if a[name] != b[name]] == []  # every file, onnx and tokenizer included
