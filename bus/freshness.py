@@ -50,9 +50,10 @@ class Freshness:
         self._seen[key] = None
         self._attempts[(stream, seq)] = attempt
         self._attempts.move_to_end((stream, seq))
-        for table in (self._seen, self._attempts):
-            while len(table) > MAX_IDS:
-                table.popitem(last=False)
+        if len(self._seen) > MAX_IDS:  # one id in, at most one out: each table stays bounded
+            self._seen.popitem(last=False)
+        if len(self._attempts) > MAX_IDS:
+            self._attempts.popitem(last=False)
         return None
 
 
