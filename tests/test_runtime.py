@@ -205,3 +205,35 @@ def test_node_start_fails_clearly_when_its_port_is_taken(bus_env: BusEnv) -> Non
     assert proc.wait(timeout=15) != 0
     assert wait_for(lambda: "cannot bind playback" in bus_env.log("node-playback"), 2)
     blocker.close(linger=0)
+
+
+def test_an_oversize_frame_is_refused_before_it_is_buffered_and_the_node_goes_on(bus_env: BusEnv) -> None:
+    """A 20 MiB frame (past maxmsgsize) costs its sender the connection; the node never sees it,
+    stays up, and takes the next sender's sentence."""
+    from bus.endpoints import MAX_MSG_BYTES
+
+    acks = pull(bus_env, "acks")
+    bus_env.start("tap-proxy")
+    proc = bus_env.start("node", "playback")
+    ready(bus_env, "playback")
+    before = heartbeat(bus_env, "playback").detail
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    big = ctx.socket(zmq.PUSH)  # a plain socket: no maxmsgsize of our own on the sending side
+    big.setsockopt(zmq.LINGER, 0)
+    big.connect(bus_env.config.endpoints.connect["playback"])
+    chunk = _chunks("big", 0)[0][0]
+    header = encode(chunk)[0]
+    big.send_multipart([header, b"\0" * (MAX_MSG_BYTES + 3 * 1024 * 1024)])
+    time.sleep(2.0)
+    assert proc.poll() is None  # still running
+    after = heartbeat(bus_env, "playback").detail
+    assert after["pid"] == before["pid"]
+    assert after["received"] == before["received"] and after["dropped"] == before["dropped"]
+    big.close()
+    push = bus_env.config.endpoints.connect_socket(ctx, "playback")
+    chunks, _ = _chunks("s", 0)
+    for c in chunks:
+        push.send_multipart(encode(c))
+    played = recv(acks)
+    assert isinstance(played, Played) and played.stream == "s"
+    push.close(linger=0)
