@@ -45,14 +45,14 @@ class Message:
         """Header frame (+ payload frame); `extra_stamps` are appended on the wire only."""
         header: dict[str, Any] = {KEY_VERSION: self.VERSION, KEY_TYPE: self.TYPE}
         payload: bytes | None = None
-        for name, kind in _fields_of(type(self)):
-            value = getattr(self, name)
-            if kind == STAMPS:
+        for f in schema(type(self)):
+            value = getattr(self, f.name)
+            if f.kind == STAMPS:
                 header["stamps"] = [s.to_wire() for s in (*value, *extra_stamps)]
-            elif kind == PAYLOAD:
+            elif f.kind == PAYLOAD:
                 payload = value
             else:
-                header[name] = value
+                header[f.name] = value
         frames = [_packer().pack(header)]
         if payload is not None:
             frames.append(payload)
@@ -357,15 +357,6 @@ def message_types() -> dict[str, type[Message]]:
 
 
 _local = threading.local()
-_FIELDS: dict[type, tuple[tuple[str, int], ...]] = {}
-
-
-def _fields_of(cls: type) -> tuple[tuple[str, int], ...]:
-    """(name, kind) of each field of a message class, from its schema: what encoding walks."""
-    fields = _FIELDS.get(cls)
-    if fields is None:
-        fields = _FIELDS[cls] = tuple((f.name, f.kind) for f in schema(cls))
-    return fields
 
 
 def _packer() -> msgpack.Packer:

@@ -90,6 +90,9 @@ class VoiceBank:
         self.model_dir = model_dir
         self.default_prompt = Path(model_dir) / DEFAULT_PROMPT if model_dir is not None else None
         self._build_error: VoiceError | None = None  # a failed build is not retried per sentence
+        # stored records as read, by (mtime, size): `get` runs for every sentence, before its
+        # first chunk, and a torch.load each time is ~1 ms of it; a replaced file is read again
+        self._records: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
 
     def stored_names(self) -> list[str]:
         if self.folder is None or not self.folder.is_dir():
@@ -125,7 +128,7 @@ class VoiceBank:
         if name == DEFAULT_VOICE_NAME and path is not None and self._default_needs_build(path):
             self._build_default(path)
         if path is not None and path.is_file():
-            return load_voice(path, self.fingerprint)
+            return voice_from_record(self._record(path), path, self.fingerprint)
         if name in self.spk2info:
             return _from_spk2info(name, self.spk2info[name])
         known = ", ".join(self.names()) or "none"
@@ -150,8 +153,16 @@ class VoiceBank:
             return False
         if not path.is_file():
             return True
-        raw = _read_record(path)
+        raw = self._record(path)
         return raw.get("origin") == DEFAULT_ORIGIN and raw.get("fingerprint") != self.fingerprint
+
+    def _record(self, path: Path) -> dict[str, Any]:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = self._records.get(path)
+        if cached is None or cached[0] != stamp:
+            cached = self._records[path] = (stamp, _read_record(path))
+        return cached[1]
 
     def _build_default(self, path: Path) -> None:
         """Clone "default" from the prompt through the same code as `voices add`, once."""
@@ -206,7 +217,10 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def load_voice(path: Path, fingerprint: str | None = None) -> Voice:
-    raw = _read_record(path)
+    return voice_from_record(_read_record(path), path, fingerprint)
+
+
+def voice_from_record(raw: dict[str, Any], path: Path, fingerprint: str | None = None) -> Voice:
     if fingerprint is not None and raw.get("fingerprint") != fingerprint:
         raise VoiceError(
             f"voice {path.stem!r} was made with another model's prompt front end; "
