@@ -28,6 +28,18 @@ CLOSE_LINGER_MS = 3000  # time given to queued text to leave on close
 PIECE_CHARS = 8000  # at most 32 KB of UTF-8: well inside a header's 64 KiB
 
 
+def wait_for_subscriber(sock: zmq.Socket, wait_s: float) -> bool:
+    """True once a subscription comes back on the connected XPUB `sock` within `wait_s` (then what
+    it sends reaches a subscriber: no slow joiner); False when none came in time."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0 or not sock.poll(left_ms, zmq.POLLIN):
+            return False
+        if sock.recv()[:1] == b"\x01":  # a subscription (b"\x00": an unsubscription)
+            return True
+
+
 class IngestUnavailable(ConnectionError):
     """No ingest answered at the text endpoint."""
 
@@ -63,20 +75,14 @@ class Publisher:
         sock.setsockopt(zmq.LINGER, CLOSE_LINGER_MS)
         sock.setsockopt(zmq.XPUB_NODROP, 1)  # block (bounded by SNDTIMEO) rather than drop at HWM
         sock.setsockopt(zmq.SNDTIMEO, 2000)
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0 or not sock.poll(left_ms, zmq.POLLIN):
-                sock.close(linger=0)
-                self.close()
-                raise IngestUnavailable(
-                    f"no ingest is listening at {self.endpoint} (waited {self.wait_s:.1f} s). "
-                    "Start the pipeline with `stream-tts up` (or `make run`), or point "
-                    "STREAM_TTS_ENDPOINT_TEXT / --config at where ingest runs."
-                )
-            event = sock.recv()
-            if event[:1] == b"\x01":  # a subscription: ingest is there
-                break
+        if not wait_for_subscriber(sock, self.wait_s):
+            sock.close(linger=0)
+            self.close()
+            raise IngestUnavailable(
+                f"no ingest is listening at {self.endpoint} (waited {self.wait_s:.1f} s). "
+                "Start the pipeline with `stream-tts up` (or `make run`), or point "
+                "STREAM_TTS_ENDPOINT_TEXT / --config at where ingest runs."
+            )
         self._sock = sock
 
     def send_message(self, msg: Message) -> None:

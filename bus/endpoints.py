@@ -122,9 +122,10 @@ class Endpoints:
             ) from exc
         return sock
 
-    def connect_socket(self, ctx: zmq.Context, name: str) -> zmq.Socket:
-        """A connector's socket to `name` (to every worker's address), options set, connected."""
-        sock = ctx.socket(LAYOUT[_known(name)][2])
+    def connect_socket(self, ctx: zmq.Context, name: str, kind: int | None = None) -> zmq.Socket:
+        """A connector's socket to `name` (to every worker's address), options set, connected;
+        `kind` replaces the layout's socket type (an XPUB where a PUB must see its subscribers)."""
+        sock = ctx.socket(LAYOUT[_known(name)][2] if kind is None else kind)
         apply_options(sock)
         addrs = self.peers.get(name) or (self.connect[name],)
         if len(addrs) > 1:  # deal only to workers that are there, not into a dead one's queue

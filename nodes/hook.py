@@ -235,8 +235,6 @@ class HookState:
 # ---- the hook ---------------------------------------------------------------------------------
 def run_hook(payload: Mapping[str, Any], config_path: str | None) -> str:
     """Find, de-duplicate and publish what one hook call says; returns what was done (for the log)."""
-    import zmq
-
     from bus.client import IngestUnavailable, Publisher
     from bus.config import load_config
     from bus.messages import Cancel, Flush
@@ -262,11 +260,10 @@ def run_hook(payload: Mapping[str, Any], config_path: str | None) -> str:
             if state.seen(stream, digest):
                 return f"{stream}: already spoken ({len(text)} chars), skipped"
             state.remember(stream, digest)
-    # Its own context, ended before we return: the child leaves with os._exit, which would drop
-    # what ZeroMQ's I/O thread has not written yet; term() waits for it (the socket's linger).
-    ctx = zmq.Context()
+    # The child leaves with os._exit, which would drop what ZeroMQ's I/O thread has not written
+    # yet: the Publisher's close terminates its own context, which waits for it (bus/client.py).
     try:
-        with Publisher(config, wait_s=PUBLISH_WAIT_S, context=ctx) as pub:
+        with Publisher(config, wait_s=PUBLISH_WAIT_S) as pub:
             if event == "Stop" and config.section("ingest").get("cancel_on_new_turn", True):
                 # A new answer: whatever of the session's last one is still queued is stale.
                 pub.control(Cancel(stream=stream, reason="new agent turn"))
@@ -278,8 +275,6 @@ def run_hook(payload: Mapping[str, Any], config_path: str | None) -> str:
             with HookState(state_path) as state:
                 state.forget(stream, digest)  # not spoken: a later call may say it
         raise
-    finally:
-        ctx.term()
     return f"{stream}: published {len(text)} chars ({event})"
 
 

@@ -65,30 +65,20 @@ class _Tap:
     def __init__(self, config: Any, ctx: Any) -> None:
         import zmq
 
-        from bus.endpoints import apply_options
-        from bus.security import is_loopback, require_keys, secure_client
-
         self._zmq = zmq
-        address = config.endpoints.connect["tap_in"]
-        self._sock = ctx.socket(zmq.XPUB)  # as connect_socket, but XPUB
-        apply_options(self._sock)
+        self._sock = config.endpoints.connect_socket(ctx, "tap_in", kind=zmq.XPUB)  # XPUB: sees the proxy
         self._sock.setsockopt(zmq.LINGER, TAP_LINGER_MS)
-        if not is_loopback(address):
-            secure_client(
-                self._sock, require_keys(config.endpoints.keys_dir, f"connecting to tap_in at {address}")
-            )
-        self._sock.connect(address)
         self._deadline = time.monotonic() + TAP_WAIT_S
         self._joined = False
 
     def send(self, kind: str, **detail: Any) -> None:
+        from bus.client import wait_for_subscriber
         from bus.messages import TapEvent, encode
 
         zmq = self._zmq
-        while not self._joined:  # the proxy subscribes ("\x01...") once a tap watches; or give up
-            left_ms = int((self._deadline - time.monotonic()) * 1000)
-            ready = left_ms > 0 and self._sock.poll(left_ms, zmq.POLLIN)
-            self._joined = not ready or self._sock.recv()[:1] == b"\x01"
+        if not self._joined:  # once: the proxy subscribes once a tap watches; or give up
+            wait_for_subscriber(self._sock, max(0.0, self._deadline - time.monotonic()))
+            self._joined = True
         while self._sock.poll(0, zmq.POLLIN):  # later (un)subscriptions: keep the queue empty
             self._sock.recv()
         ev = TapEvent(
@@ -249,21 +239,16 @@ def cli_flush(argv: list[str]) -> int:
     parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
     parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
     args = parser.parse_args(argv)
-    import zmq
-
     from bus.client import IngestUnavailable, Publisher
     from bus.config import ConfigError, load_config
     from bus.messages import Flush
 
-    ctx = zmq.Context()
-    try:
-        with Publisher(load_config(args.config), context=ctx) as pub:
+    try:  # the Publisher's close waits until the Flush has left (bus/client.py)
+        with Publisher(load_config(args.config)) as pub:
             pub.control(Flush(stream=args.stream))
     except (IngestUnavailable, ConfigError) as exc:
         print(f"E flush: {exc}", file=sys.stderr)
         return 1
-    finally:
-        ctx.term()  # the Flush has left before we exit (pyzmq does not wait at exit)
     return 0
 
 
