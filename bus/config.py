@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,3 +93,13 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     return Config(
         endpoints=endpoints, data_dir=data_dir.resolve(), base_dir=base_dir, sections=sections, path=cfg_path
     )
+
+
+def unknown_keys(name: str, section: Mapping[str, Any], known: Iterable[str]) -> str | None:
+    """Why `[name]` is refused when it holds keys no node reads (a typo), naming the known ones;
+    None when every key is known. Each section raises it as its own error type."""
+    allowed = sorted(set(known))
+    unknown = sorted(set(section) - set(allowed))
+    if not unknown:
+        return None
+    return f"[{name}] unknown key(s) {', '.join(unknown)}; known: {', '.join(allowed)}"

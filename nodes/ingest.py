@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from bus.config import unknown_keys
 from bus.journal import CANCELLED, FAILED, PLAYED, SENT, Entry, Journal
 from bus.messages import (
     Cancel,
@@ -50,12 +51,8 @@ class IngestSettings:
 
     @classmethod
     def from_section(cls, section: dict[str, object]) -> IngestSettings:
-        allowed = ingest_keys()
-        unknown = sorted(set(section) - allowed)
-        if unknown:
-            raise ValueError(
-                f"[ingest] unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
-            )
+        if why := unknown_keys("ingest", section, ingest_keys()):
+            raise ValueError(why)
         known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
         out = cls(**known)  # type: ignore[arg-type]
         if type(out.max_attempts) is not int or out.max_attempts < 1:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from bus.config import unknown_keys
 from bus.errors import EngineError
 from bus.messages import MAX_VOLUME, AudioChunk
 from nodes.audio_out import parse_device
@@ -66,9 +67,8 @@ class PlaybackSettings:
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> PlaybackSettings:
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise PlaybackConfigError(f"[playback] unknown key(s) {unknown}; known: {sorted(known)}")
+        if why := unknown_keys("playback", section, known):
+            raise PlaybackConfigError(why)
         values: dict[str, Any] = {}
         for name, value in section.items():
             default = known[name].default

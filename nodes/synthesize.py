@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from bus.config import unknown_keys
 from bus.errors import EngineError
 from bus.messages import EVENT_ERROR, AudioChunk, Cancel, Clause, ControlMessage, Failed, Message
 from bus.node import Node, main_for
@@ -63,9 +64,8 @@ class SynthSettings:
     @classmethod
     def from_section(cls, section: Any) -> SynthSettings:
         kinds = {f.name: type(f.default) for f in fields(cls)}
-        unknown = sorted(set(section) - set(kinds))
-        if unknown:
-            raise EngineError(f"[synthesize] unknown key(s) {', '.join(unknown)}; known: {', '.join(kinds)}")
+        if why := unknown_keys("synthesize", section, kinds):
+            raise EngineError(why)
         values: dict[str, Any] = {}
         for key, value in section.items():
             want = kinds[key]

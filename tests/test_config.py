@@ -92,3 +92,16 @@ def test_an_unknown_ingest_key_is_refused_naming_the_known_ones() -> None:
         IngestSettings.from_section({"idle_flush": 1.0})
     ok = IngestSettings.from_section({"idle_flush_s": 1.0, "urls": "keep", "max_attempts": 2})
     assert ok.max_attempts == 2
+
+
+def test_every_section_refuses_an_unknown_key_the_same_way() -> None:
+    import pytest
+
+    from bus.errors import EngineError
+    from nodes.playback_config import PlaybackSettings
+    from nodes.synthesize import SynthSettings
+
+    with pytest.raises(EngineError, match=r"\[playback\] unknown key\(s\) jitter; known: .*jitter_ms"):
+        PlaybackSettings.from_section({"jitter": 1})
+    with pytest.raises(EngineError, match=r"\[synthesize\] unknown key\(s\) hop; known: .*hop_tokens"):
+        SynthSettings.from_section({"hop": 1})
