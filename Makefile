@@ -28,10 +28,13 @@ $(STAMP): pyproject.toml Makefile bus/setup_plan.py
 	  $(PIP) install -q "$$spec" 2>/dev/null || { test -n "$$index" && \
 	  echo "==> $$spec is not in this machine's pip sources: from $$index" && \
 	  $(PIP) install -q "$$spec" --extra-index-url "$$index"; }
+	@# llama-cpp-python on its own, not quiet: pip shows it building (minutes from source, the first time)
 	@cmake_args="$$($(PLAN) cmake_args)"; if [ -n "$$cmake_args" ]; then \
 	  echo "==> llama-cpp-python built with $$cmake_args (from source: minutes)"; \
-	  CMAKE_ARGS="$$cmake_args" $(PIP) install -q --no-cache-dir "$$($(PLAN) llama_spec)"; fi
-	@echo "==> project and engines (llama-cpp-python builds from source the first time: ~4 min)"
+	  CMAKE_ARGS="$$cmake_args" $(PIP) install --no-cache-dir "$$($(PLAN) llama_spec)"; \
+	else echo "==> llama-cpp-python (built from source the first time: ~4 min on 2 cores)"; \
+	  $(PIP) install "$$($(PLAN) llama_spec)"; fi
+	@echo "==> project and engines"
 	@$(PIP) install -q -e ".[translate,synthesize,playback,dev]"
 	@$(PIP) install -q --no-deps $(NODEPS_PACKAGES)
 	@$(VPY) -c "import zmq, msgpack, llama_cpp, torch, cosyvoice.flow.flow, pyopenjtalk; print('==> setup ok: pyzmq', zmq.__version__, '| llama-cpp-python', llama_cpp.__version__, '| torch', torch.__version__)"
