@@ -60,26 +60,28 @@ class Message:
 
     @classmethod
     def from_header(cls, header: dict[str, Any], payload: bytes | None) -> Message:
-        kwargs: dict[str, Any] = {}
+        # Every hop decodes: the fields go straight into the slots (Field.set), not through the
+        # frozen __init__'s object.__setattr__ per field; a missing optional field gets its default.
+        msg = object.__new__(cls)
         for f in schema(cls):
             if f.kind == PAYLOAD:
                 if payload is None:
                     raise BadMessage(f"{cls.TYPE}: missing payload frame ({f.name})")
-                kwargs[f.name] = payload
+                f.set(msg, payload)
                 continue
             try:
                 value = header[f.name]
             except KeyError:
                 if f.required:
                     raise BadMessage(f"{cls.TYPE}: missing field {f.name!r}") from None
+                f.set(msg, f.default())
                 continue
             if f.kind == PLAIN and type(value) in f.types:  # the common case, inline (every hop)
-                kwargs[f.name] = value
+                f.set(msg, value)
             else:
-                kwargs[f.name] = check(cls.TYPE, f, value)
+                f.set(msg, check(cls.TYPE, f, value))
         if cls.PAYLOAD_FIELD is None and payload is not None:
             raise BadMessage(f"{cls.TYPE}: carries no payload, got a second frame")
-        msg = cls(**kwargs)
         msg.validate()
         return msg
 

@@ -11,6 +11,7 @@ import dataclasses
 import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -44,15 +45,32 @@ class Stamp:
         stage, a, b, c, d = raw
         if type(stage) is not str or not (type(a) is type(b) is type(c) is type(d) is int):
             raise BadMessage("stamps: a stamp is [stage: str, 4 x int ns]")
-        return cls(stage, a, b, c, d)
+        return _stamp(stage, a, b, c, d)
 
     @classmethod
     def now(cls, stage: str, recv_wall_ns: int | None = None, recv_mono_ns: int | None = None) -> Stamp:
         wall, mono = time.time_ns(), time.monotonic_ns()
-        return cls(stage, recv_wall_ns or wall, recv_mono_ns or mono, wall, mono)
+        return _stamp(stage, recv_wall_ns or wall, recv_mono_ns or mono, wall, mono)
 
 
 Stamps = tuple[Stamp, ...]
+
+# A frozen dataclass's __init__ pays one object.__setattr__ per field; every hop makes a stamp and
+# decodes the ones so far, so they are built from their slots' own setters (half the time).
+_NEW = object.__new__
+_SET_STAGE, _SET_RW, _SET_RM, _SET_SW, _SET_SM = (
+    getattr(Stamp, f.name).__set__ for f in dataclasses.fields(Stamp)
+)
+
+
+def _stamp(stage: str, recv_wall_ns: int, recv_mono_ns: int, sent_wall_ns: int, sent_mono_ns: int) -> Stamp:
+    stamp = _NEW(Stamp)
+    _SET_STAGE(stamp, stage)
+    _SET_RW(stamp, recv_wall_ns)
+    _SET_RM(stamp, recv_mono_ns)
+    _SET_SW(stamp, sent_wall_ns)
+    _SET_SM(stamp, sent_mono_ns)
+    return stamp
 
 
 # Field kinds of the precompiled schema: checked by exact type, fast enough for every hop.
@@ -66,6 +84,8 @@ class Field:
     types: tuple[type, ...]  # exact types accepted (bool is not an int here)
     required: bool
     optional: bool  # None accepted
+    default: Callable[[], Any]  # the value a header that lacks this (not required) field gets
+    set: Callable[[Any, Any], None]  # stores the field on a message made without __init__
 
 
 SCHEMAS: dict[type, tuple[Field, ...]] = {}
@@ -80,27 +100,41 @@ def schema(cls: type) -> tuple[Field, ...]:
 
 def compile_schema(cls: type) -> tuple[Field, ...]:
     hints = typing.get_type_hints(cls)
+    if getattr(cls, "__post_init__", None) is not None:  # pragma: no cover - decode skips __init__
+        raise RuntimeError(f"{cls.__name__}: decode builds messages without __init__; no __post_init__")
     out = []
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default: Callable[[], Any] = (
+            f.default_factory if f.default_factory is not dataclasses.MISSING else _constant(f.default)
+        )
+        slot = getattr(cls, f.name, None)
+        if not isinstance(slot, types.MemberDescriptorType):  # pragma: no cover - not slots=True
+            raise RuntimeError(f"{cls.__name__}.{f.name}: message dataclasses must be slots=True")
         hint, optional = hints[f.name], False
         if typing.get_origin(hint) in (Union, types.UnionType):
             args = typing.get_args(hint)
             optional = type(None) in args
             hint = next(a for a in args if a is not type(None))
+        accepted: tuple[type, ...]
         if f.name == getattr(cls, "PAYLOAD_FIELD", None):
-            out.append(Field(f.name, PAYLOAD, (bytes,), required, False))
+            kind, accepted, optional = PAYLOAD, (bytes,), False
         elif f.name == "stamps":
-            out.append(Field(f.name, STAMPS, (list,), required, False))
+            kind, accepted, optional = STAMPS, (list,), False
         elif hint is float:
-            out.append(Field(f.name, FLOAT, (int, float), required, optional))
+            kind, accepted = FLOAT, (int, float)
         elif typing.get_origin(hint) is dict:
-            out.append(Field(f.name, DICT, (dict,), required, optional))
+            kind, accepted = DICT, (dict,)
         elif hint in (bool, int, str, bytes):
-            out.append(Field(f.name, PLAIN, (hint,), required, optional))
+            kind, accepted = PLAIN, (hint,)
         else:  # pragma: no cover - a programming error in a dataclass
             raise RuntimeError(f"{cls.__name__}.{f.name}: unsupported annotation {hint!r}")
+        out.append(Field(f.name, kind, accepted, required, optional, default, slot.__set__))
     return tuple(out)
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
 
 
 def check(kind: str, f: Field, value: Any) -> Any:

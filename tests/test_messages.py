@@ -195,6 +195,22 @@ def test_decode_ignores_unknown_extra_fields() -> None:
     assert decode([_header(extra=1)]) == Sentence(stream="s", seq=1, text="x")
 
 
+def test_decoded_messages_are_the_frozen_dataclasses_init_makes() -> None:
+    # decode fills the slots without __init__ (bus/wire.py): the result must not differ.
+    got = decode([_header()])
+    assert got == Sentence(stream="s", seq=1, text="x") and got.attempt == 0 and got.stamps == ()
+    assert hash(got) == hash(Sentence(stream="s", seq=1, text="x"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.text = "y"  # type: ignore[misc]
+    stamp = decode(encode(SAMPLES[1])).stamps[0]  # type: ignore[attr-defined]
+    assert stamp == STAMP and type(stamp) is Stamp
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stamp.stage = "y"  # type: ignore[misc]
+    # A field left out gets its default; a default_factory's product is new each time.
+    a, b = (decode([msgpack.packb({"v": 1, "type": "event", "node": "n", "kind": "k"})]) for _ in range(2))
+    assert a == TapEvent(node="n", kind="k") and a.detail == {} and a.detail is not b.detail  # type: ignore[attr-defined]
+
+
 @settings(max_examples=600, deadline=None)
 @given(st.lists(st.binary(max_size=300), min_size=0, max_size=3))
 def test_decode_any_bytes_gives_a_message_or_bad_message(frames: list[bytes]) -> None:
