@@ -16,9 +16,10 @@ function behind it. `CosyVoiceEngine` is the real one: it loads a model folder
     SynthesisError for that sentence, and the engine takes the next;
   * device "auto": CUDA, else MPS or the CPU, whichever runs this model's LM faster, measured once
     and remembered (nodes/cosyvoice_device.py); a CosyVoice v1 folder is refused with the reason;
-  * on CUDA (`cuda_graphs`), the LM step and the flow estimator replay CUDA graphs captured at
-    load (nodes/cosyvoice_graph.py, nodes/cosyvoice_flow_graph.py): eager PyTorch is launch
-    bound there (bench/results/synth-gpu.md). Elsewhere nothing changes.
+  * on CUDA (`cuda_graphs`), the LM step, the flow estimator and the vocoder's streaming shapes
+    replay CUDA graphs captured at load (nodes/cosyvoice_graph.py, cosyvoice_flow_graph.py,
+    cosyvoice_hift_graph.py): eager PyTorch is launch bound there (bench/results/synth-gpu.md).
+    Elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class EngineOptions:
 
     device: str = "auto"
     dtype: str = "auto"
-    first_hop_tokens: int = 10  # H100: brings composed TTFA under 300 ms (bench/results/ttfa-gpu.md)
+    first_hop_tokens: int = 10  # the smallest gapless start measured (bench/results/ttfa-gpu.md)
     hop_tokens: int = 25
     deadline_s: float = 60.0
     max_text_tokens: int = 80
@@ -125,6 +126,9 @@ class EngineOptions:
     state_dir: Path | None = None  # where the measured device verdict is kept (the data dir)
     cuda_graphs: str = "auto"  # "auto" (on when the device is CUDA), "true", "false"
     graph_flow: bool = True  # with cuda_graphs on: the flow estimator too, not only the LM step
+    graph_hift: bool = True  # with cuda_graphs on: the vocoder's first and steady chunk shapes too
+    compile_flow: bool = False  # with graph_flow: torch.compile the estimator before capturing it
+    compile_lm: bool = False  # with cuda_graphs on: torch.compile the LM's decoder layers first
 
     def __post_init__(self) -> None:
         if self.first_hop_tokens < 5 or self.hop_tokens < 5:
@@ -287,6 +291,7 @@ class CosyVoiceEngine:
         )
         self.sample_rate_hz = self.model.sample_rate
         self._step: Any = None  # the LM step of speech_tokens (None: the eager LmStep)
+        self._vocode: Any = None  # ChunkVocoder's HiFT call (None: hift.inference, eager)
         self.sampler: Any = None  # speech_tokens' sampler (None: cosyvoice_sampling's; benches swap it)
         self.graphs = "off"  # "lm", "lm+flow", "off", or "failed: why" (auto falls back to eager)
         want = self.options.cuda_graphs
@@ -301,16 +306,19 @@ class CosyVoiceEngine:
 
         from nodes.cosyvoice_flow_graph import install
         from nodes.cosyvoice_graph import GraphLmStep
-        from nodes.cosyvoice_stream import autocast_for
+        from nodes.cosyvoice_hift_graph import GraphHift, streaming_shapes
+        from nodes.cosyvoice_load import hift_capturable
+        from nodes.cosyvoice_stream import HIFT_CACHE_MELS, autocast_for
 
         m, opts = self.model, self.options
         flow_inner = m.flow.decoder.estimator
+        vocode: Any = None
         try:
-            step = GraphLmStep(m, max_len=LM_GRAPH_MAX_LEN)
+            step = GraphLmStep(m, max_len=LM_GRAPH_MAX_LEN, compile=opts.compile_lm)
             step.warm()
             graphed = "lm"
             if opts.graph_flow:
-                est = install(m.flow)
+                est = install(m.flow, compile=opts.compile_flow)
                 ratio = int(m.params["token_mel_ratio"])
                 if est.bucket > 1:  # every padded length up to the limit (finalize chunks vary)
                     mels = list(range(est.bucket, FLOW_WARM_TOKENS * ratio + 1, est.bucket))
@@ -319,14 +327,21 @@ class CosyVoiceEngine:
                     mels = [h * ratio for h in hops]
                 with torch.inference_mode(), autocast_for(m):
                     est.warm(mels, m.dtype, (True, False))
-                graphed = "lm+flow"
+                graphed = "lm+flow+compiled" if est.compiled else "lm+flow"
+            if opts.graph_hift and hift_capturable(m.hift):
+                vocode = GraphHift(m.hift)
+                ratio, spm = int(m.params["token_mel_ratio"]), m.samples_per_mel
+                vocode.warm(
+                    streaming_shapes(opts.first_hop_tokens, opts.hop_tokens, ratio, HIFT_CACHE_MELS, spm)
+                )
+                graphed += "+hift"
         except (RuntimeError, ValueError) as exc:  # a capture CUDA refuses: eager, or an error if asked
             m.flow.decoder.estimator = flow_inner
             if opts.cuda_graphs == "true":
                 raise ModelLoadError(f"CUDA graph capture failed: {exc}") from exc
             self.graphs = f"failed: {type(exc).__name__}: {exc}"[:300]
             return
-        self._step, self.graphs = step, graphed
+        self._step, self._vocode, self.graphs = step, vocode, graphed
 
     def voices(self) -> list[str]:
         return self.bank.names()
@@ -398,7 +413,7 @@ class CosyVoiceEngine:
         else:
             flow_token = torch.zeros(1, 0, dtype=torch.int32)
             flow_feat = torch.zeros(1, 0, m.params["mel_bins"])
-        vocoder = ChunkVocoder(m, v.embedding, flow_token, flow_feat, timings)
+        vocoder = ChunkVocoder(m, v.embedding, flow_token, flow_feat, timings, vocode=self._vocode)
         lookahead = m.params["pre_lookahead_len"]
         room = m.params["max_mels"] // m.params["token_mel_ratio"] - int(flow_token.shape[1]) - lookahead
         tokens: list[int] = []

@@ -226,6 +226,52 @@ def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: Pat
         raise ModelLoadError(f"{path}: weights do not fit {YAML_NAME}: {' '.join(first)}") from exc
 
 
+def _sine_gen2_forward(self: Any, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SineGen2.forward (cosyvoice/hifigan/generator.py) with its harmonic numbers kept on the
+    device instead of built on the CPU and copied over on every call; nothing else changed."""
+    fn = torch.multiply(f0, self.harmonics)
+    sine_waves = self._f02sine(fn) * self.sine_amp
+    uv = self._f02uv(f0)
+    noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
+    noise = noise_amp * torch.randn_like(sine_waves)
+    sine_waves = sine_waves * uv + noise
+    return sine_waves, uv, noise
+
+
+def prepare_hift(hift: Any) -> None:
+    """Make HiFT capturable and cheaper, without changing what it computes. Each call copied two
+    small CPU tensors to the device (pageable host copies: syncs, and refused inside a graph
+    capture), so both become buffers, which move with the module (not persistent: the weights
+    files never held them): the STFT window, and the sine source's harmonic numbers (upstream's
+    `torch.FloatTensor([[range(1, n + 2)]])`). Weight norm is a parametrization recomputed from
+    (g, v) on every call: it is folded into the weights once (the value it would recompute, so
+    outputs are bitwise the same)."""
+    import types
+
+    from cosyvoice.hifigan.generator import SineGen2
+    from torch.nn.utils import parametrize
+
+    window = hift.stft_window
+    del hift.stft_window
+    hift.register_buffer("stft_window", window, persistent=False)
+    for module in hift.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        if isinstance(module, SineGen2):
+            numbers = torch.arange(1, module.harmonic_num + 2, dtype=torch.float32).reshape(1, 1, -1)
+            module.register_buffer("harmonics", numbers, persistent=False)
+            module.forward = types.MethodType(_sine_gen2_forward, module)
+
+
+def hift_capturable(hift: Any) -> bool:
+    """True when prepare_hift made every sine source capturable (CosyVoice2's SineGen2; the v1
+    SineGen builds its phases on the CPU and is left eager)."""
+    from cosyvoice.hifigan.generator import SineGen
+
+    prepared = "stft_window" in dict(hift.named_buffers())
+    return prepared and not any(isinstance(m, SineGen) for m in hift.modules())
+
+
 def load_spk2info(model_dir: Path) -> dict[str, dict[str, Any]]:
     p = model_dir / SPK2INFO
     if not p.is_file():
@@ -262,6 +308,7 @@ def load_cosyvoice2(model_dir: Path, device: str = "auto", dtype: str = "auto") 
         tokenizer = built["get_tokenizer"]()
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{model_dir / QWEN_DIR}: tokenizer does not load: {exc}") from exc
+    prepare_hift(hift)
     for m in (llm, flow, hift):
         m.to(dev).eval()
     if dt != torch.float32:  # the vocoder stays float32, as upstream keeps it

@@ -204,8 +204,12 @@ class ChunkVocoder:
         prompt_token: torch.Tensor,
         prompt_feat: torch.Tensor,
         timings: Timings,
+        vocode: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
         self.model = model
+        self.vocode = vocode or (
+            lambda mel, source: model.hift.inference(speech_feat=mel, cache_source=source)
+        )
         dev = model.device
         self.embedding = embedding.to(dev).float()
         self.prompt_token = prompt_token.to(dev).int()
@@ -249,7 +253,7 @@ class ChunkVocoder:
             source = self.cache["source"]
         if mel.shape[2] == 0:
             return np.zeros(0, dtype=np.float32)
-        speech, src = m.hift.inference(speech_feat=mel, cache_source=source)
+        speech, src = self.vocode(mel, source)
         if self.cache is not None:
             n = self.cache_samples
             head = speech[:, :n] * self.window[:n] + self.cache["speech"][:, -n:] * self.window[n:]

@@ -51,7 +51,7 @@ class SynthSettings:
     voice: str = ""
     instruct: str = ""
     frontend: str = "kana"
-    first_hop_tokens: int = 10  # H100: brings composed TTFA under 300 ms (bench/results/ttfa-gpu.md)
+    first_hop_tokens: int = 10  # the smallest gapless start measured (bench/results/ttfa-gpu.md)
     hop_tokens: int = 25
     deadline_s: float = 60.0
     max_text_tokens: int = 80
