@@ -24,7 +24,7 @@ GRAPH_MAX_INPUT = 8  # input lengths captured as graphs (bistream steps feed 1-7
 class GraphLmStep:
     """`step(x, cache) -> (log-probs over the speech vocabulary, cache marker)`, graphed on CUDA."""
 
-    def __init__(self, model: Any, max_len: int = 2048) -> None:
+    def __init__(self, model: Any, max_len: int = 2048, compile: bool = False) -> None:
         from transformers import StaticCache
 
         if model.device.type != "cuda":
@@ -48,6 +48,13 @@ class GraphLmStep:
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.captures = 0
         self.replays = 0
+        if compile:  # fuse the RMS norms' and the SiLU MLP's elementwise kernels before the capture;
+            # the 24 layers share one compiled code (parameters are its inputs). Attention stays
+            # eager: its cache update indexes by the layer number, a recompile per layer
+            for layer in self.trunk.layers:
+                for part in (layer.input_layernorm, layer.post_attention_layernorm, layer.mlp):
+                    part.compile(dynamic=True)
+            self.trunk.norm.compile(dynamic=True)
 
     def _forward(self, x: torch.Tensor, cache_position: torch.Tensor) -> torch.Tensor:
         h = self.trunk(

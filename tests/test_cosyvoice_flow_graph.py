@@ -173,9 +173,9 @@ def test_compiled_graph_replay_equals_eager_on_cuda(tiny_models: tuple[Path, Pat
     assert wrapper.compiled
     with torch.inference_mode():
         for n, streaming in [(26, True), (58, True), (64, False), (26, True)]:
-            args = inputs(n, seed=n, device="cuda")
-            ref = static_forward(inner32, *args[:5], args[5], streaming).float()
-            x, mask, mu, t, spks, cond = (a.half() for a in args)
+            x, mask, mu, t, spks, cond = inputs(n, seed=n, device="cuda")
+            ref = static_forward(inner32, x, mask, mu, t, spks, cond, streaming).float()
+            x, mask, mu, t, spks, cond = (a.half() for a in (x, mask, mu, t, spks, cond))
             eager = static_forward(inner, x, mask, mu, t, spks, cond, streaming).float()
             got = wrapper(x, mask, mu, t, spks, cond, streaming=streaming).float()
             err_eager = float((eager - ref).norm() / ref.norm())

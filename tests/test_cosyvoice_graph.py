@@ -49,12 +49,15 @@ def sequences(engine: CosyVoiceEngine, seed: int) -> list[torch.Tensor]:
 
 
 @cuda
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_graph_step_equals_eager_step(tiny_models: tuple[Path, Path], dtype: str) -> None:
-    engine = CosyVoiceEngine(tiny_models[1], EngineOptions(device="cuda", dtype=dtype))
-    graph = GraphLmStep(engine.model, max_len=256)
+@pytest.mark.parametrize(("dtype", "compiled"), [("float32", False), ("float16", False), ("float16", True)])
+def test_graph_step_equals_eager_step(tiny_models: tuple[Path, Path], dtype: str, compiled: bool) -> None:
+    """Graphed (and with compiled decoder layers) against the eager HF step of a fresh load."""
+    engine = CosyVoiceEngine(tiny_models[1], EngineOptions(device="cuda", dtype=dtype, cuda_graphs="false"))
+    eager = LmStep(
+        CosyVoiceEngine(tiny_models[1], EngineOptions(device="cuda", dtype=dtype, cuda_graphs="false")).model
+    )
+    graph = GraphLmStep(engine.model, max_len=256, compile=compiled)
     graph.warm()
-    eager = LmStep(engine.model)
     with torch.inference_mode():
         for seed in (0, 1):  # two utterances: the second must not see the first's cache
             ce, cg = None, None
