@@ -76,6 +76,52 @@ def start_margin_ms(arrivals_ms: list[float], audio_ms: list[float]) -> float:
     return worst
 
 
+CUTS: dict[str, tuple[str, dict[str, Any]]] = {  # --cuts: name -> (label, EngineOptions changes)
+    "base": ("lm+flow-graph", {"graph_hift": False, "compile_flow": False}),
+    "hift": ("lm+flow+hift-graph", {"graph_hift": True, "compile_flow": False}),
+    "compile": ("lm+flow(compiled)+hift-graph", {"graph_hift": True, "compile_flow": True}),
+    "compile-lm": (  # last: compiling the LM's layers is done in place, for every later variant
+        "lm(compiled)+flow(compiled)+hift-graph",
+        {"graph_hift": True, "compile_flow": True, "compile_lm": True},
+    ),
+}
+
+
+def first_chunk_shape(engine: CosyVoiceEngine) -> list[tuple[int, int]]:
+    """The vocoder's first-chunk shape at the engine's current first hop (captured at load for
+    the configured hop; the bench changes the hop afterwards)."""
+    ratio = int(engine.model.params["token_mel_ratio"])
+    return [(engine.options.first_hop_tokens * ratio, 0)]
+
+
+def hift_prepare_ab(folder: Path, n_mel: int = 20, runs: int = 30) -> dict[str, float]:
+    """HiFT's eager first-chunk call as upstream loads it (weight norm recomputed, CPU window and
+    harmonics copied each call) against nodes/cosyvoice_load.prepare_hift's, alternating."""
+    from nodes.cosyvoice_load import _load_strict, _state_dict, build_sections, prepare_hift
+
+    def load() -> Any:
+        hift = build_sections(folder, ["hift"])["hift"]
+        sd = {k.removeprefix("generator."): v for k, v in _state_dict(folder / "hift.pt").items()}
+        _load_strict(hift, sd, folder / "hift.pt")
+        return hift
+
+    upstream, prepared = load(), load()
+    prepare_hift(prepared)
+    upstream.cuda().eval()
+    prepared.cuda().eval()
+    mel = torch.randn(1, 80, n_mel, device="cuda")
+    times: dict[str, list[float]] = {"upstream": [], "prepared": []}
+    for i in range(runs + 3):
+        for name, h in (("upstream", upstream), ("prepared", prepared)):
+            sync()
+            t0 = time.perf_counter()
+            h.inference(speech_feat=mel, cache_source=torch.zeros(1, 1, 0, device="cuda"))
+            sync()
+            if i >= 3:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {f"{k}_ms_p50": statistics.median(v) for k, v in times.items()}
+
+
 def run_engine(engine: CosyVoiceEngine, runs: int) -> dict[str, Any]:
     """First chunk (wall, text given at once) and the whole sentence, `runs` times after a warm-up;
     per run, the margin by which later chunks beat the audio before them (start_margin_ms)."""
@@ -183,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-eager", action="store_true", help="only the graphed variants (the eager ones take minutes)"
     )
     ap.add_argument("--skip-upstream-sampler", action="store_true", help="no before/after of the sampler")
+    ap.add_argument(
+        "--cuts", default="base,hift,compile,compile-lm", help=f"stacked variants, of {','.join(CUTS)}"
+    )
     args = ap.parse_args(argv)
     from models.tiny_cosyvoice import write_random_cosyvoice2
 
@@ -218,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     inner = engine.model.flow.decoder.estimator
     print(f"built {res['build_s']} s, loaded {res['load_s']} s", flush=True)
     res["flow_check"] = flow_check(engine, inner)
+    res["hift_prepare_ab"] = hift_prepare_ab(folder)
+    print("hift eager, upstream vs prepared:", json.dumps(res["hift_prepare_ab"]), flush=True)
     print("flow check", json.dumps(res["flow_check"]), flush=True)
 
     variants: dict[str, Any] = {}
@@ -230,38 +281,65 @@ def main(argv: list[str] | None = None) -> int:
         r.update(graphs=engine.graphs, first_hop_tokens=engine.options.first_hop_tokens, runs=runs)
         variants[name] = r
         print(name, json.dumps({k: v for k, v in r.items() if k != "first_chunk_ms_all"}), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)  # what ran so far survives a run cut short
+        partial = json.dumps({**res, "variants": variants}, indent=1, default=str)
+        (args.out / "ttfa-gpu-partial.json").write_text(partial + "\n", encoding="utf-8")
 
     hops = [int(h) for h in args.hops.split(",")]
     if not args.skip_eager:
         bench("eager hop15", 3, first_hop_tokens=15)
-        res["flow_profile_eager"] = flow_profile(engine)
+        res["flow_profile eager"] = flow_profile(engine)
         engine.options = dataclasses.replace(engine.options, cuda_graphs="true", graph_flow=False)
         t0 = time.perf_counter()
         engine._build_graphs()
         res["lm_graph_warm_s"] = round(time.perf_counter() - t0, 2)
         bench("lm-graph hop15", 5, first_hop_tokens=15)
-    engine.options = dataclasses.replace(engine.options, cuda_graphs="true", graph_flow=True)
-    t0 = time.perf_counter()
-    engine._build_graphs()
-    res["lm_flow_graph_warm_s"] = round(time.perf_counter() - t0, 2)
-    est = engine.model.flow.decoder.estimator
-    res["flow_graphs_captured"] = getattr(est, "captures", 0)
-    res["flow_profile_graphed"] = flow_profile(engine)
-    # before / after the sampler without host syncs (nodes/cosyvoice_sampling), side by side
-    if not args.skip_upstream_sampler:
-        engine.sampler = upstream_sampler(engine.model.llm, TOP_K)
+    # the cuts, stacked, each benched at every hop in this one run: graphs for the LM and the
+    # flow estimator (base), + the vocoder's streaming shapes, + the estimator torch.compile'd
+    for cut in args.cuts.split(","):
+        label, changes = CUTS[cut]
+        engine.options = dataclasses.replace(engine.options, cuda_graphs="true", graph_flow=True, **changes)
+        t0 = time.perf_counter()
+        try:
+            engine._build_graphs()
+        except Exception as exc:  # a cut that fails (a compile error, say) is recorded, not fatal
+            res[f"failed {label}"] = f"{type(exc).__name__}: {exc}"[:2000]
+            print(f"{label} FAILED: {res[f'failed {label}']}", flush=True)
+            continue
+        res[f"warm_s {label}"] = round(time.perf_counter() - t0, 2)
+        res[f"graphs {label}"] = engine.graphs
+        print(f"{label}: graphs {engine.graphs}, warmed in {res[f'warm_s {label}']} s", flush=True)
+        est = engine.model.flow.decoder.estimator
+        res[f"flow_graphs_captured {label}"] = getattr(est, "captures", 0)
+        if cut != "hift":  # the flow is what changed
+            res[f"flow_profile {label}"] = flow_profile(engine)
+            print(f"flow profile {label}: {json.dumps(res[f'flow_profile {label}'])}", flush=True)
+        # before / after the sampler without host syncs (nodes/cosyvoice_sampling), side by side
+        if cut == "base" and not args.skip_upstream_sampler:
+            engine.sampler = upstream_sampler(engine.model.llm, TOP_K)
+            for h in hops:
+                bench(f"{label} upstream-sampler hop{h}", args.runs, first_hop_tokens=h)
+            engine.sampler = None
         for h in hops:
-            bench(f"lm+flow-graph upstream-sampler hop{h}", args.runs, first_hop_tokens=h)
-        engine.sampler = None
-    for h in hops:
-        bench(f"lm+flow-graph hop{h}", args.runs, first_hop_tokens=h)
-    a, b = pcm.get("lm-graph hop15"), pcm.get("lm+flow-graph hop15")
-    if a is not None and b is not None and a.shape == b.shape:
-        import numpy as np
+            engine.options = dataclasses.replace(engine.options, first_hop_tokens=h)
+            if engine._vocode is not None:
+                engine._vocode.warm(first_chunk_shape(engine))
+            bench(f"{label} hop{h}", args.runs, first_hop_tokens=h)
+    est = engine.model.flow.decoder.estimator
+    import numpy as np
 
-        res["first_pcm_rel_l2_flow_graph_vs_eager"] = float(
-            np.linalg.norm(a - b) / max(float(np.linalg.norm(a)), 1e-12)
-        )
+    def rel_l2(a: Any, b: Any) -> float | None:
+        if a is None or b is None or a.shape != b.shape:
+            return None
+        return float(np.linalg.norm(a - b) / max(float(np.linalg.norm(a)), 1e-12))
+
+    res["first_pcm_rel_l2_flow_graph_vs_eager"] = rel_l2(
+        pcm.get("lm-graph hop15"), pcm.get("lm+flow-graph hop15")
+    )
+    for name in pcm:  # each cut's first chunk against the base graphs' at the same hop (one seed)
+        base = pcm.get("lm+flow-graph " + name.rsplit(" ", 1)[-1])
+        if name.startswith("lm") and "upstream" not in name and not name.startswith("lm+flow-graph"):
+            res.setdefault("first_pcm_rel_l2_vs_base", {})[name] = rel_l2(base, pcm[name])
     res["flow_replays"] = getattr(est, "replays", 0)
     res["flow_eager_calls"] = getattr(est, "eager_calls", 0)
     res["variants"] = variants
@@ -271,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = REPO / "bench" / "results"
     compositions = {}
-    for name in (f"lm+flow-graph hop{h}" for h in hops):
+    for name in (n for n in variants if "graph" in n and "upstream" not in n):
         v = variants[name]
         stages = {
             "ingest": ttfa_stages.from_ingest(results / "ingest.json"),
@@ -301,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{p['lm_steps']:.0f} | {p['flow_ms']:.1f} | {p['hift_ms']:.1f} | "
             f"{v['floor']['first_chunk_ms']:.2f} | {v['ratio_p50']} | {v['start_margin_ms_min']:.0f} |"
         )
-    fe, fg = res.get("flow_profile_eager"), res["flow_profile_graphed"]
-    print(f"\nflow first chunk eager: {json.dumps(fe)}\nflow first chunk graphed: {json.dumps(fg)}")
+    for k in [k for k in res if k.startswith("flow_profile")]:
+        print(f"{k}: {json.dumps(res[k])}")
     for name, c in compositions.items():
         print(f"\nTTFA composed with synthesize = {name}\n" + ttfa_stages.table(c["stages"], c["ttfa"]))
     return 0
