@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from bus.wire import PAYLOAD, PLAIN, STAMPS, BadMessage, Stamp, Stamps, check, schema  # noqa: F401 (re-exported)
+from bus.wire import PAYLOAD, PLAIN, STAMPS, BadMessage, Stamp, Stamps, check, decoder, encoder, schema  # noqa: F401 (re-exported)
 
 VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -43,47 +43,12 @@ class Message:
 
     def to_frames(self, extra_stamps: Stamps = ()) -> list[bytes]:
         """Header frame (+ payload frame); `extra_stamps` are appended on the wire only."""
-        header: dict[str, Any] = {KEY_VERSION: self.VERSION, KEY_TYPE: self.TYPE}
-        payload: bytes | None = None
-        for f in schema(type(self)):
-            value = getattr(self, f.name)
-            if f.kind == STAMPS:
-                header["stamps"] = [s.to_wire() for s in (*value, *extra_stamps)]
-            elif f.kind == PAYLOAD:
-                payload = value
-            else:
-                header[f.name] = value
-        frames = [_packer().pack(header)]
-        if payload is not None:
-            frames.append(payload)
-        return frames
+        return encoder(type(self), _packer, KEY_VERSION, KEY_TYPE)(self, extra_stamps)
 
     @classmethod
     def from_header(cls, header: dict[str, Any], payload: bytes | None) -> Message:
-        # Every hop decodes: the fields go straight into the slots (Field.set), not through the
-        # frozen __init__'s object.__setattr__ per field; a missing optional field gets its default.
-        msg = object.__new__(cls)
-        for f in schema(cls):
-            if f.kind == PAYLOAD:
-                if payload is None:
-                    raise BadMessage(f"{cls.TYPE}: missing payload frame ({f.name})")
-                f.set(msg, payload)
-                continue
-            try:
-                value = header[f.name]
-            except KeyError:
-                if f.required:
-                    raise BadMessage(f"{cls.TYPE}: missing field {f.name!r}") from None
-                f.set(msg, f.default())
-                continue
-            if f.kind == PLAIN and type(value) in f.types:  # the common case, inline (every hop)
-                f.set(msg, value)
-            else:
-                f.set(msg, check(cls.TYPE, f, value))
-        if cls.PAYLOAD_FIELD is None and payload is not None:
-            raise BadMessage(f"{cls.TYPE}: carries no payload, got a second frame")
-        msg.validate()
-        return msg
+        """The message a header map and payload frame (or None) hold, or BadMessage."""
+        return decoder(cls)(header, payload)
 
     def validate(self) -> None:
         """Cross-field checks beyond types; raise BadMessage."""

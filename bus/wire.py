@@ -2,7 +2,10 @@
 per-type field schemas that `decode` checks every header against.
 
 A schema is compiled once per message class from its dataclass fields and type hints; checking a
-field is then one exact-type test (bool is not an int here), fast enough for every hop.
+field is then one exact-type test (bool is not an int here), fast enough for every hop. From the
+schema, each class also gets its decoder and encoder as straight-line code (the way dataclasses
+makes __init__): every hop decodes one message and encodes one, and a loop over the schema asking
+each field's kind cost about as much as the msgpack work itself (bench/bus_hop.py).
 """
 
 from __future__ import annotations
@@ -135,6 +138,95 @@ def compile_schema(cls: type) -> tuple[Field, ...]:
 
 def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
+
+
+MISSING = object()  # a header that lacks the field
+Decoder = Callable[[dict[str, Any], bytes | None], Any]
+Encoder = Callable[[Any, Stamps], list[bytes]]
+DECODERS: dict[type, Decoder] = {}
+ENCODERS: dict[type, Encoder] = {}
+
+
+def decoder(cls: type) -> Decoder:
+    """`cls`'s message from a header map and the payload frame (or None), or BadMessage."""
+    decode = DECODERS.get(cls)
+    if decode is None:
+        decode = DECODERS[cls] = compile_decoder(cls)
+    return decode
+
+
+def encoder(cls: type, packer: Callable[[], Any], key_version: str, key_type: str) -> Encoder:
+    """`cls`'s frames from a message and the stamps to append: the header map (the envelope's
+    keys, then the fields in order, stamps last) packed by `packer()`, then the payload if any."""
+    encode = ENCODERS.get(cls)
+    if encode is None:
+        encode = ENCODERS[cls] = compile_encoder(cls, packer, key_version, key_type)
+    return encode
+
+
+# What a decoder stores for a value `v` of its field's exact type, inline; other kinds and values
+# take field_value. The two kinds every hop meets: plain fields as they are, and the stamps.
+FAST_PATHS = {PLAIN: "v", STAMPS: "tuple([from_wire(s) for s in v])"}
+
+
+def compile_decoder(cls: type[Any]) -> Decoder:
+    # One statement or two per field, in field order, so the first bad field is the one named,
+    # as a loop over the schema would; the same errors, word for word.
+    kind: str = cls.TYPE
+    env: dict[str, Any] = {"new": object.__new__, "cls": cls, "TYPE": kind, "MISSING": MISSING}
+    env.update(BadMessage=BadMessage, field_value=field_value, from_wire=Stamp.from_wire)
+    body = ["msg = new(cls)", "get = header.get"]
+    for i, f in enumerate(schema(cls)):
+        env[f"F{i}"], env[f"set{i}"], env[f"T{i}"] = f, f.set, f.types[0]
+        if f.kind == PAYLOAD:
+            env[f"NO_PAYLOAD{i}"] = f"{kind}: missing payload frame ({f.name})"
+            body += ["if payload is None:", f"    raise BadMessage(NO_PAYLOAD{i})", f"set{i}(msg, payload)"]
+            continue
+        body.append(f"v = get({f.name!r}, MISSING)")
+        fast = FAST_PATHS.get(f.kind)
+        if fast is None:
+            body.append(f"set{i}(msg, field_value(TYPE, F{i}, v))")
+        else:
+            body.append(f"set{i}(msg, {fast} if type(v) is T{i} else field_value(TYPE, F{i}, v))")
+    if cls.PAYLOAD_FIELD is None:
+        env["EXTRA_FRAME"] = f"{kind}: carries no payload, got a second frame"
+        body += ["if payload is not None:", "    raise BadMessage(EXTRA_FRAME)"]
+    body += ["msg.validate()", "return msg"]
+    return _compile("decode(header, payload)", body, env)
+
+
+def compile_encoder(cls: type[Any], packer: Callable[[], Any], key_version: str, key_type: str) -> Encoder:
+    env: dict[str, Any] = {"packer": packer, "KV": key_version, "KT": key_type}
+    env.update(V=cls.VERSION, TYPE=cls.TYPE)
+    items, payload = ["KV: V", "KT: TYPE"], None
+    for f in schema(cls):
+        if f.kind == PAYLOAD:
+            payload = f.name
+        elif f.kind == STAMPS:
+            items.append(f"{f.name!r}: [s.to_wire() for s in (*msg.{f.name}, *extra_stamps)]")
+        else:
+            items.append(f"{f.name!r}: msg.{f.name}")
+    body = [f"header = packer().pack({{{', '.join(items)}}})"]
+    if payload is None:
+        body.append("return [header]")
+    else:
+        body += [f"payload = msg.{payload}", "return [header] if payload is None else [header, payload]"]
+    return _compile("encode(msg, extra_stamps=())", body, env)
+
+
+def _compile(signature: str, body: list[str], env: dict[str, Any]) -> Any:
+    source = f"def {signature}:\n" + "".join(f"    {line}\n" for line in body)
+    exec(source, env)  # our own source, made of the dataclass's field names
+    return env[signature.split("(")[0]]
+
+
+def field_value(kind: str, f: Field, value: Any) -> Any:
+    """What a message stores for a header's `value` (MISSING: the header lacks it), or BadMessage."""
+    if value is MISSING:
+        if f.required:
+            raise BadMessage(f"{kind}: missing field {f.name!r}")
+        return f.default()
+    return check(kind, f, value)
 
 
 def check(kind: str, f: Field, value: Any) -> Any:
