@@ -41,19 +41,20 @@ class Freshness:
             if ingest_ns is not None and ingest_ns < cut:
                 return "cancelled"
         attempt = getattr(msg, "attempt", 0)
-        newest = self._attempts.get((stream, seq), -1)
+        sentence, attempts, seen = (stream, seq), self._attempts, self._seen
+        newest = attempts.get(sentence, -1)
         if attempt < newest:
             return f"attempt {attempt} is older than attempt {newest}, already seen"
         key = (msg.TYPE, stream, seq, attempt, getattr(msg, "index", -1))
-        if key in self._seen:
+        if key in seen:
             return "duplicate"
-        self._seen[key] = None
-        self._attempts[(stream, seq)] = attempt
-        self._attempts.move_to_end((stream, seq))
-        if len(self._seen) > MAX_IDS:  # one id in, at most one out: each table stays bounded
-            self._seen.popitem(last=False)
-        if len(self._attempts) > MAX_IDS:
-            self._attempts.popitem(last=False)
+        seen[key] = None
+        attempts[sentence] = attempt
+        attempts.move_to_end(sentence)
+        if len(seen) > MAX_IDS:  # one id in, at most one out: each table stays bounded
+            seen.popitem(last=False)
+        if len(attempts) > MAX_IDS:
+            attempts.popitem(last=False)
         return None
 
 
