@@ -80,6 +80,10 @@ CUTS: dict[str, tuple[str, dict[str, Any]]] = {  # --cuts: name -> (label, Engin
     "base": ("lm+flow-graph", {"graph_hift": False, "compile_flow": False}),
     "hift": ("lm+flow+hift-graph", {"graph_hift": True, "compile_flow": False}),
     "compile": ("lm+flow(compiled)+hift-graph", {"graph_hift": True, "compile_flow": True}),
+    "lm-compile": (  # compiling the LM's layers is done in place, for every later variant
+        "lm(compiled)+flow+hift-graph",
+        {"graph_hift": True, "compile_flow": False, "compile_lm": True},
+    ),
     "compile-lm": (  # last: compiling the LM's layers is done in place, for every later variant
         "lm(compiled)+flow(compiled)+hift-graph",
         {"graph_hift": True, "compile_flow": True, "compile_lm": True},
