@@ -180,9 +180,9 @@ class Seen:
             self.lm.append((list(prompt_text), list(prompt_speech)))
             return real_lm(model, text, prompt_text, prompt_speech, *a, **k)
 
-        def vocoder(model: Any, embedding: Any, token: Any, feat: Any, *a: Any) -> Any:
+        def vocoder(model: Any, embedding: Any, token: Any, feat: Any, *a: Any, **k: Any) -> Any:
             self.flow.append((int(token.shape[1]), int(feat.shape[1]), embedding))
-            return real_vocoder(model, embedding, token, feat, *a)
+            return real_vocoder(model, embedding, token, feat, *a, **k)
 
         monkeypatch.setattr(cs, "speech_tokens", speech_tokens)
         monkeypatch.setattr(cs, "ChunkVocoder", vocoder)
