@@ -34,8 +34,9 @@ from bench import ttfa_stages  # noqa: E402
 from bench.synth_gpu import SENTENCE, floor  # noqa: E402
 from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions  # noqa: E402
 from nodes.cosyvoice_flow_graph import GraphEstimator, static_forward  # noqa: E402
+from nodes.cosyvoice_hift_graph import streaming_shapes  # noqa: E402
 from nodes.cosyvoice_sampling import upstream_sampler  # noqa: E402
-from nodes.cosyvoice_stream import TOP_K, autocast_for  # noqa: E402
+from nodes.cosyvoice_stream import HIFT_CACHE_MELS, TOP_K, autocast_for  # noqa: E402
 
 
 def sync() -> None:
@@ -80,11 +81,12 @@ CUTS: dict[str, tuple[str, dict[str, Any]]] = {  # --cuts: name -> (label, Engin
     "base": ("lm+flow-graph", {"graph_hift": False, "compile_flow": False}),
     "hift": ("lm+flow+hift-graph", {"graph_hift": True, "compile_flow": False}),
     "compile": ("lm+flow(compiled)+hift-graph", {"graph_hift": True, "compile_flow": True}),
-    "lm-compile": (  # compiling the LM's layers is done in place, for every later variant
+    # the LM cuts come last: compiling its layers is done in place, for every later variant
+    "lm-compile": (
         "lm(compiled)+flow+hift-graph",
         {"graph_hift": True, "compile_flow": False, "compile_lm": True},
     ),
-    "compile-lm": (  # last: compiling the LM's layers is done in place, for every later variant
+    "compile-both": (
         "lm(compiled)+flow(compiled)+hift-graph",
         {"graph_hift": True, "compile_flow": True, "compile_lm": True},
     ),
@@ -94,19 +96,21 @@ CUTS: dict[str, tuple[str, dict[str, Any]]] = {  # --cuts: name -> (label, Engin
 def first_chunk_shape(engine: CosyVoiceEngine) -> list[tuple[int, int]]:
     """The vocoder's first-chunk shape at the engine's current first hop (captured at load for
     the configured hop; the bench changes the hop afterwards)."""
-    ratio = int(engine.model.params["token_mel_ratio"])
-    return [(engine.options.first_hop_tokens * ratio, 0)]
+    m, opts = engine.model, engine.options
+    ratio = int(m.params["token_mel_ratio"])
+    return streaming_shapes(
+        opts.first_hop_tokens, opts.hop_tokens, ratio, HIFT_CACHE_MELS, m.samples_per_mel
+    )[:1]
 
 
 def hift_prepare_ab(folder: Path, n_mel: int = 20, runs: int = 30) -> dict[str, float]:
     """HiFT's eager first-chunk call as upstream loads it (weight norm recomputed, CPU window and
     harmonics copied each call) against nodes/cosyvoice_load.prepare_hift's, alternating."""
-    from nodes.cosyvoice_load import _load_strict, _state_dict, build_sections, prepare_hift
+    from nodes.cosyvoice_load import build_sections, load_hift_weights, prepare_hift
 
     def load() -> Any:
         hift = build_sections(folder, ["hift"])["hift"]
-        sd = {k.removeprefix("generator."): v for k, v in _state_dict(folder / "hift.pt").items()}
-        _load_strict(hift, sd, folder / "hift.pt")
+        load_hift_weights(hift, folder)
         return hift
 
     upstream, prepared = load(), load()
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--skip-upstream-sampler", action="store_true", help="no before/after of the sampler")
     ap.add_argument(
-        "--cuts", default="base,hift,compile,compile-lm", help=f"stacked variants, of {','.join(CUTS)}"
+        "--cuts", default="base,hift,compile,compile-both", help=f"stacked variants, of {','.join(CUTS)}"
     )
     args = ap.parse_args(argv)
     from models.tiny_cosyvoice import write_random_cosyvoice2

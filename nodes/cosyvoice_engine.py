@@ -128,7 +128,7 @@ class EngineOptions:
     graph_flow: bool = True  # with cuda_graphs on: the flow estimator too, not only the LM step
     graph_hift: bool = True  # with cuda_graphs on: the vocoder's first and steady chunk shapes too
     compile_flow: bool = False  # with graph_flow: torch.compile the estimator before capturing it
-    compile_lm: bool = False  # with cuda_graphs on: torch.compile the LM's decoder layers first
+    compile_lm: bool = False  # with cuda_graphs on: torch.compile the LM's norms and MLPs first
 
     def __post_init__(self) -> None:
         if self.first_hop_tokens < 5 or self.hop_tokens < 5:

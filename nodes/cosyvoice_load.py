@@ -226,6 +226,13 @@ def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: Pat
         raise ModelLoadError(f"{path}: weights do not fit {YAML_NAME}: {' '.join(first)}") from exc
 
 
+def load_hift_weights(hift: torch.nn.Module, model_dir: Path) -> None:
+    """hift.pt into the vocoder built from the yaml, strictly (as upstream loads it)."""
+    # a hift.pt saved from a HiFiGan training wrapper carries a "generator." prefix
+    sd = {k.removeprefix("generator."): v for k, v in _state_dict(model_dir / "hift.pt").items()}
+    _load_strict(hift, sd, model_dir / "hift.pt")
+
+
 def _sine_gen2_forward(self: Any, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SineGen2.forward (cosyvoice/hifigan/generator.py) with its harmonic numbers kept on the
     device instead of built on the CPU and copied over on every call; nothing else changed."""
@@ -301,9 +308,7 @@ def load_cosyvoice2(model_dir: Path, device: str = "auto", dtype: str = "auto") 
     llm, flow, hift = built["llm"], built["flow"], built["hift"]
     _load_strict(llm, _state_dict(model_dir / "llm.pt"), model_dir / "llm.pt")
     _load_strict(flow, _state_dict(model_dir / "flow.pt"), model_dir / "flow.pt")
-    # a hift.pt saved from a HiFiGan training wrapper carries a "generator." prefix
-    hift_sd = {k.removeprefix("generator."): v for k, v in _state_dict(model_dir / "hift.pt").items()}
-    _load_strict(hift, hift_sd, model_dir / "hift.pt")
+    load_hift_weights(hift, model_dir)
     try:
         tokenizer = built["get_tokenizer"]()
     except (OSError, ValueError) as exc:

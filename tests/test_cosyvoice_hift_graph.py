@@ -13,7 +13,7 @@ from torch.nn.utils import parametrize
 
 from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
 from nodes.cosyvoice_hift_graph import GraphHift, streaming_shapes, vocode_head, vocode_tail
-from nodes.cosyvoice_load import _load_strict, _state_dict, build_sections, hift_capturable, prepare_hift
+from nodes.cosyvoice_load import build_sections, hift_capturable, load_hift_weights, prepare_hift
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -21,8 +21,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 def upstream_hift(model_dir: Path) -> Any:
     """HiFT as upstream loads it: built from the yaml, weights strict, weight norm left on."""
     hift = build_sections(model_dir, ["hift"])["hift"]
-    sd = {k.removeprefix("generator."): v for k, v in _state_dict(model_dir / "hift.pt").items()}
-    _load_strict(hift, sd, model_dir / "hift.pt")
+    load_hift_weights(hift, model_dir)
     return hift.eval()
 
 
