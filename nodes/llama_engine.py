@@ -313,7 +313,9 @@ def _load(settings: LlamaSettings, n_gpu_layers: int, owner: LlamaTranslator) ->
 
     CountingLlama.eval_log = []
     try:
-        extra = use_extra_buffers(settings.cpu_extra_buffers, n_gpu_layers)
+        # a build without a GPU backend runs every layer on the CPU, whatever n_gpu_layers asks
+        on_gpu = n_gpu_layers if gpu_offload_supported() else 0
+        extra = use_extra_buffers(settings.cpu_extra_buffers, on_gpu)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     owner.cpu_extra_buffers = extra

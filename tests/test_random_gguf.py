@@ -13,8 +13,15 @@ import gguf
 import numpy as np
 import pytest
 
-from bench.translate_gpu import quantize, replicate_layers, use_more_bits
-from models.tiny_gguf import QWEN25_7B, QWEN25_72B, Qwen2Dims, tiktoken_vocab, write_random_qwen2_gguf
+from bench.translate_gpu import SCRIPTED_ANSWER, quantize, replicate_layers, use_more_bits
+from models.tiny_gguf import (
+    QWEN25_7B,
+    QWEN25_72B,
+    Qwen2Dims,
+    scripted_rows,
+    tiktoken_vocab,
+    write_random_qwen2_gguf,
+)
 from nodes.llama_engine import LlamaSettings, LlamaTranslator
 
 SMALL = Qwen2Dims(256, 3, 4, 2, 512, 4096, name="small-random")
@@ -72,6 +79,39 @@ def test_tiktoken_vocab_gives_real_prompt_lengths_and_llama_cpp_runs_it(tmp_path
         assert engine.last_stats.evaluated_tokens < engine.last_stats.prompt_tokens  # system prompt cached
     finally:
         engine.close()
+
+
+def test_scripted_answer_survives_q4_k_m_and_the_real_engine(tmp_path: Path) -> None:
+    """The e2e GPU run's translator: random layers (8 of them, adding their noise), quantized as
+    the 7B is, and still every prompt gets the scripted answer, whole, then <|im_end|>."""
+    vocab = tiktoken_vocab(tiktoken_file())
+    dims = Qwen2Dims(256, 8, 4, 2, 512, 60_000, name="scripted")
+    f16 = write_random_qwen2_gguf(tmp_path / "s.gguf", dims, vocab=vocab, answer=SCRIPTED_ANSWER)
+    q4 = tmp_path / "s-q4km.gguf"
+    quantize(f16, q4, 2)
+    # n_gpu_layers=-1 as on the GPU machine: a CPU-only build still runs it on the CPU, where the
+    # AMX guard must hold (this VM crashed with SIGILL before it looked at the build)
+    engine = LlamaTranslator(LlamaSettings(model=q4, max_tokens=64, n_gpu_layers=-1))
+    try:
+        for text in ("The tests passed.", "Now I will run the linter on the changed files, then commit."):
+            assert "".join(engine.translate(text)) == SCRIPTED_ANSWER
+            assert engine.last_stats.generated_tokens == len(SCRIPTED_ANSWER)  # ended by itself
+    finally:
+        engine.close()
+    plain = write_random_qwen2_gguf(tmp_path / "p.gguf", dims, vocab=vocab)
+    engine = LlamaTranslator(LlamaSettings(model=plain, max_tokens=24))
+    try:
+        assert "".join(engine.translate("The tests passed.")) != SCRIPTED_ANSWER
+    finally:
+        engine.close()
+
+
+def test_scripted_answer_needs_distinct_single_token_characters() -> None:
+    tokens = tiktoken_vocab(tiktoken_file())[0]
+    with pytest.raises(ValueError, match="repeats a character"):
+        scripted_rows(tokens, "しました", 64, 0)
+    with pytest.raises(ValueError, match="not one token"):
+        scripted_rows(tokens, "テスト\U0001f600", 64, 0)
 
 
 @pytest.mark.slow
