@@ -5,7 +5,11 @@ Stages (each one also usable alone; all state lives under --work, so a later cal
   7b         Qwen2.5-7B-Instruct's exact tensor shapes, random f16 written with `gguf`
              (models/tiny_gguf.write_random_qwen2_gguf), then Q4_K_M through llama.cpp's own
              quantizer (llama_model_quantize), so block scales and the per-tensor type mix are
-             llama.cpp's; the f16 file is deleted after
+             llama.cpp's; the f16 file is deleted after. Its greedy answer to every prompt is
+             SCRIPTED_ANSWER (write_random_qwen2_gguf's `answer`), so the pipeline behind it
+             (bench/gpu/e2e.sh) gets a Japanese sentence with a 9-token first clause
+  7b-write, 7b-quantize  the two halves of 7b (the write needs no llama.cpp, so it can run
+             while llama.cpp builds)
   72b        the same for 72B, which does not fit the disk in f16 (145 GB): a 3-layer model of
              72B's shapes is quantized (layer 0 gets Q4_K_M's plain types, layer 2 its
              "more bits" Q6_K types), then an 80-layer Q4_K_M file is written from those
@@ -97,30 +101,44 @@ def quantize(src: Path, dst: Path, threads: int) -> float:
     return time.perf_counter() - t0
 
 
+# Distinct characters, each one token of the CosyVoice tiktoken vocabulary; 、 after 8 of them.
+SCRIPTED_ANSWER = "テスト結果を確認、全件が正常に通りました。"
+
+
+def write_7b(work: Path, vocab_file: Path) -> dict[str, Any]:
+    import dataclasses
+
+    from models.tiny_gguf import QWEN25_7B, tiktoken_vocab, write_random_qwen2_gguf
+
+    f16 = work / "qwen2.5-7b-random-f16.gguf"
+    t0 = time.perf_counter()
+    write_random_qwen2_gguf(f16, QWEN25_7B, seed=0, vocab=tiktoken_vocab(vocab_file), answer=SCRIPTED_ANSWER)
+    return {
+        "f16": str(f16),
+        "dims": dataclasses.asdict(QWEN25_7B),
+        "answer": SCRIPTED_ANSWER,
+        "f16_bytes": f16.stat().st_size,
+        "write_f16_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def quantize_7b(work: Path, written: dict[str, Any]) -> dict[str, Any]:
+    f16, q4 = Path(written["f16"]), work / "qwen2.5-7b-random-Q4_K_M.gguf"
+    q_s = quantize(f16, q4, os.cpu_count() or 8)
+    f16.unlink()
+    return {**written, "path": str(q4), "quantize_s": round(q_s, 1), "bytes": q4.stat().st_size}
+
+
 def make_model(work: Path, size: str, vocab_file: Path) -> dict[str, Any]:
     import dataclasses
 
-    from models.tiny_gguf import QWEN25_7B, QWEN25_72B, tiktoken_vocab, write_random_qwen2_gguf
+    from models.tiny_gguf import QWEN25_72B, tiktoken_vocab, write_random_qwen2_gguf
 
+    if size == "7b":
+        return quantize_7b(work, write_7b(work, vocab_file))
     vocab = tiktoken_vocab(vocab_file)
     q4 = work / f"qwen2.5-{size}-random-Q4_K_M.gguf"
     threads = os.cpu_count() or 8
-    if size == "7b":
-        f16 = work / "qwen2.5-7b-random-f16.gguf"
-        t0 = time.perf_counter()
-        write_random_qwen2_gguf(f16, QWEN25_7B, seed=0, vocab=vocab)
-        write_s = time.perf_counter() - t0
-        f16_bytes = f16.stat().st_size
-        q_s = quantize(f16, q4, threads)
-        f16.unlink()
-        return {
-            "path": str(q4),
-            "dims": dataclasses.asdict(QWEN25_7B),
-            "f16_bytes": f16_bytes,
-            "write_f16_s": round(write_s, 1),
-            "quantize_s": round(q_s, 1),
-            "bytes": q4.stat().st_size,
-        }
     dims3 = dataclasses.replace(QWEN25_72B, n_layer=3)
     f16 = work / "qwen2.5-72b-3layer-random-f16.gguf"
     q3 = work / "qwen2.5-72b-3layer-random-Q4_K_M.gguf"
@@ -332,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
             state["bandwidth"] = bandwidth()
         elif stage in ("7b", "72b"):
             state[f"model_{stage}"] = make_model(args.work, stage, args.vocab)
+        elif stage == "7b-write":
+            state["model_7b"] = write_7b(args.work, args.vocab)
+        elif stage == "7b-quantize":
+            state["model_7b"] = quantize_7b(args.work, state["model_7b"])
         elif stage in ("bench7b", "bench72b"):
             label = stage[5:]
             n = args.sentences_7b if label == "7b" else args.sentences_72b
@@ -343,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise SystemExit(f"unknown stage {stage}")
         save_state(args.work, state)
-        key = {"7b": "model_7b", "72b": "model_72b"}.get(stage, stage)
+        key = {"7b": "model_7b", "72b": "model_72b"}.get(stage.split("-")[0], stage)
         took = time.perf_counter() - t0
         log(f"stage {stage} done in {took:.1f} s: {json.dumps(state.get(key), default=str)}")
     return 0

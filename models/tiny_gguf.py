@@ -362,6 +362,7 @@ def write_random_qwen2_gguf(
     seed: int = 0,
     vocab: tuple[list[str], list[int], list[str]] | None = None,
     std: float = 0.02,
+    answer: str | None = None,
 ) -> Path:
     """Write an f16 Qwen2 GGUF of any size with random weights (atomically) and return `path`:
     the exact tensor names, shapes and metadata of a real Qwen2.5-Instruct GGUF of `dims`, so
@@ -369,7 +370,11 @@ def write_random_qwen2_gguf(
     the tiny byte-level one; tiktoken_vocab() for realistic prompt lengths), padded with unused
     tokens to dims.n_vocab. Tensors are streamed to disk one at a time (a 7B model is 15 GB);
     each is a slice of one shared pool of N(0, std) values at a random offset, which keeps
-    writing at disk speed. Same seed, same bytes."""
+    writing at disk speed. Same seed, same bytes.
+
+    `answer` scripts greedy decoding: the model answers every prompt with that text, one token
+    per character, then <|im_end|> (see scripted_rows), so a pipeline downstream of it sees a
+    fixed Japanese sentence at the real model's cost per token."""
     import shutil
     import tempfile
 
@@ -421,6 +426,17 @@ def write_random_qwen2_gguf(
         start = int(rng.integers(pool.size))
         return np.resize(np.concatenate((pool[start:], pool[:start])), n).reshape(shape)
 
+    script = scripted_rows(tokens, answer, e, seed) if answer else None
+
+    def rows(name: str, a: np.ndarray) -> np.ndarray:
+        if script is None or name not in ("token_embd.weight", "output.weight"):
+            return a
+        emb, out = script
+        a = a.copy()
+        for i, row in (emb if name == "token_embd.weight" else out).items():
+            a[i] = row
+        return a
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=".random-gguf-", dir=path.parent))
@@ -452,10 +468,52 @@ def write_random_qwen2_gguf(
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
-        for _name, shape, kind in spec:
-            w.write_tensor_data(tensor(shape, kind))
+        for name, shape, kind in spec:
+            w.write_tensor_data(rows(name, tensor(shape, kind)))
         w.close()
         os.replace(tmp_dir / path.name, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
+
+
+# scripted_rows: how far the scripted tokens' embeddings stand out of the residual stream's noise
+# (random pre-norm layers add O(1) per element each, ~11 after Qwen2.5-7B's 28), and how strongly
+# a token's output row reads its predecessor's direction (logit ~ SCRIPT_READ * n_embd, against
+# random logits of std ~ 0.02 * sqrt(n_embd)).
+SCRIPT_EMBED = 50.0
+SCRIPT_READ = 0.02
+
+
+def scripted_rows(
+    tokens: list[str], answer: str, n_embd: int, seed: int
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """(token_embd rows, output rows) by token id that make greedy decoding answer `answer`.
+
+    The prompt of a chat template ends with "\n" (after "<|im_start|>assistant"); that token and
+    each character of the answer get a large random direction as their embedding, which survives
+    the random layers and the final norm, and the output row of each one's successor is that same
+    direction: so "\n" calls the first character, each character the next, and the last one
+    <|im_end|>. Every character must be one token of the vocabulary, and no two the same (a
+    token has one successor)."""
+    b2u = byte_to_unicode()
+    index = {t: i for i, t in enumerate(tokens)}
+    chain = ["\n", *answer]
+    ids: list[int] = []
+    for ch in chain:
+        piece = "".join(b2u[b] for b in ch.encode("utf-8"))
+        if piece not in index:
+            raise ValueError(f"answer character {ch!r} is not one token of the vocabulary")
+        ids.append(index[piece])
+    if len(set(ids)) != len(ids):
+        raise ValueError(
+            f"answer {answer!r} repeats a character (or holds a newline): each token needs one successor"
+        )
+    rng = np.random.default_rng([seed, 7])
+    emb: dict[int, np.ndarray] = {}
+    out: dict[int, np.ndarray] = {}
+    for tok, succ in zip(ids, [*ids[1:], index[SPECIALS[2]]], strict=True):
+        u = rng.standard_normal(n_embd).astype(np.float32)
+        emb[tok] = (u * SCRIPT_EMBED).astype(np.float16)
+        out[succ] = (u * SCRIPT_READ).astype(np.float16)
+    return emb, out
