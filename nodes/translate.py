@@ -16,12 +16,16 @@ Config, section [translate] (every key optional):
     n_threads         CPU threads (0: llama.cpp's default)
     n_gpu_layers      layers offloaded (-1 all; default: all when llama.cpp has a GPU backend, else 0)
     min_clause_chars  a clause may end at 、 once it has this many characters (8)
-    context_pairs     earlier (English, Japanese) pairs of the same stream sent along (3)
+    context_pairs     earlier (English, Japanese) pairs of the same stream sent along: at
+                      least this many, fewer than twice as many (_context says why) (3)
     max_tokens        decode cap per sentence (256)
 """
 
 from __future__ import annotations
 
+import nodes.llama_preload  # noqa: F401  (first: llama.cpp's libraries before pyzmq's, see it)
+
+# isort: split
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -47,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "cpu_extra_buffers": "auto",
 }
 MAX_STREAMS = 64  # streams whose recent pairs are kept (least recently used forgotten first)
-KEEP_EXTRA_PAIRS = 4  # pairs kept beyond context_pairs, for sentences arriving out of order
+KEEP_EXTRA_PAIRS = 4  # pairs kept beyond the window (_context), for sentences arriving out of order
 
 
 def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[LlamaSettings, dict[str, int]]:
@@ -220,10 +224,18 @@ class TranslateNode(Node):
         return Failed.of(msg, self.name, reason)
 
     def _context(self, msg: Sentence) -> list[tuple[str, str]]:
-        """The last `context_pairs` pairs of this stream that came before this sentence."""
+        """This stream's pairs from seq `start` up to this sentence: at least the last
+        `context_pairs` (N), at most 2N - 1. The window's start moves N seqs at a time, so for
+        N - 1 sentences in N the prompt is the previous prompt plus its answer plus this
+        sentence, which llama.cpp still holds: only the new turn is prefilled. A window sliding
+        by one re-prefilled every pair each time (~120 tokens, +11 ms of first clause on the
+        H200 with the 7B: bench/results/ttfa-e2e-h200.md)."""
+        n = self.context_pairs
+        if not n:
+            return []
         pairs = self._pairs.get(msg.stream, {})
-        earlier = sorted(seq for seq in pairs if seq < msg.seq)
-        return [pairs[seq] for seq in earlier[-self.context_pairs :]] if self.context_pairs else []
+        start = max(0, (msg.seq // n - 1) * n)
+        return [pairs[seq] for seq in sorted(pairs) if start <= seq < msg.seq]
 
     def _remember(self, msg: Sentence, english: str, japanese: str) -> None:
         if not self.context_pairs or not japanese:
@@ -231,7 +243,7 @@ class TranslateNode(Node):
         pairs = self._pairs.setdefault(msg.stream, {})
         self._pairs.move_to_end(msg.stream)
         pairs[msg.seq] = (english, japanese)
-        for seq in sorted(pairs)[: max(0, len(pairs) - self.context_pairs - KEEP_EXTRA_PAIRS)]:
+        for seq in sorted(pairs)[: max(0, len(pairs) - 2 * self.context_pairs - KEEP_EXTRA_PAIRS)]:
             del pairs[seq]
         while len(self._pairs) > MAX_STREAMS:
             self._pairs.popitem(last=False)

@@ -206,8 +206,29 @@ def test_context_is_the_last_pairs_of_the_same_stream_only(
     while time.monotonic() < deadline and sum(e.kind == "finished" for e in harness.events) < len(sent):
         harness.pump_tap(0.2)
     used = {(e.stream, e.seq): e.detail["context_pairs"] for e in harness.events if e.kind == "finished"}
-    # at most 2 earlier pairs, and never another stream's
-    assert used == {("a", 0): 0, ("a", 1): 1, ("a", 2): 2, ("b", 0): 0, ("a", 3): 2, ("b", 1): 1}
+    # never another stream's pairs; at least 2 (all there are), fewer than 4
+    assert used == {("a", 0): 0, ("a", 1): 1, ("a", 2): 2, ("b", 0): 0, ("a", 3): 3, ("b", 1): 1}
+
+
+def test_context_window_moves_in_steps_so_llama_cpp_keeps_the_prompt(
+    bus_env: BusEnv, harness: Harness, tiny_gguf: Path
+) -> None:
+    """While the window's start stays, each prompt extends the last one (and its answer), so
+    llama.cpp prefills only the new turn; when it moves, the pairs are prefilled again."""
+    start_translate(bus_env, model=str(tiny_gguf), context_pairs=2)
+    harness.wait_state("ready")
+    for seq in range(8):
+        harness.send(Sentence(stream="w", seq=seq, text=f"Step {seq} of the plan is done.", attempt=0))
+        harness.sentence_clauses(1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sum(e.kind == "finished" for e in harness.events) < 8:
+        harness.pump_tap(0.2)
+    done = {e.seq: e.detail for e in harness.events if e.kind == "finished"}
+    assert [done[s]["context_pairs"] for s in range(8)] == [0, 1, 2, 3, 2, 3, 2, 3]
+    evaluated = [done[s]["evaluated_tokens"] for s in range(8)]
+    kept = [evaluated[s] for s in (1, 2, 3, 5, 7)]  # the start did not move: only the new turn
+    moved = [evaluated[s] for s in (4, 6)]  # it moved: the pairs again
+    assert 2 * max(kept) < min(moved), evaluated
 
 
 def test_config_defaults_pick_the_manifest_model_and_bad_values_are_load_errors(tmp_path: Path) -> None:
