@@ -5,7 +5,9 @@ set -euo pipefail
 cd /tmp
 rm -rf /tmp/llama-src /tmp/llama-wheel && mkdir -p /tmp/llama-wheel
 tar xzf "$1" -C /tmp
-export CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
+# LLAMA_CMAKE_EXTRA, e.g. "-DGGML_CUDA_FA=OFF": the engine leaves flash attention off, and its
+# kernels are a large share of the 5-minute build
+export CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF ${LLAMA_CMAKE_EXTRA:-}"
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
 echo "nvcc: $(command -v nvcc) $(nvcc --version | tail -1)"
 ls /usr/local/cuda/lib64/libcublas* 2>/dev/null | head -3 || true

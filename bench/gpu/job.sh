@@ -35,6 +35,7 @@ run)
       audio) source bench/gpu/audio_up.sh $PWD/.device/audio.tgz $W/audio; rc=$?
              python3 bench/gpu/audio_check.py > $W/results/audio-check.txt 2>&1; echo "audio check rc=$?"; cat $W/results/audio-check.txt;;
       e2e) bash bench/gpu/e2e.sh $W $W/qwen2.5-7b-random-Q4_K_M.gguf $W/cosyvoice2-real $W/results 2 8; rc=$?;;
+      e2e1) bash bench/gpu/e2e.sh $W $W/qwen2.5-7b-random-Q4_K_M.gguf $W/cosyvoice2-real ${RESULTS:-$W/results} 1 8; rc=$?;;
       t7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,bench7b,report --results $W/results; rc=$?;;
       trans7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,7b,bench7b,report --results $W/results; rc=$?;;
       trans72b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages 72b,bench72b,report --results $W/results; rc=$?;;
