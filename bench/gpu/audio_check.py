@@ -60,8 +60,10 @@ if not a.no_record and shutil.which("parec"):
         ],
         stdout=subprocess.PIPE,
     )
+    pipe = rec.stdout
+    assert pipe is not None  # stdout=PIPE
     reader = threading.Thread(
-        target=lambda: rec_chunks.extend(iter(lambda: rec.stdout.read(4096), b"")), daemon=True
+        target=lambda: rec_chunks.extend(iter(lambda: pipe.read(4096), b"")), daemon=True
     )
     reader.start()
     time.sleep(0.3)
