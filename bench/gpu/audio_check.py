@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -60,11 +61,14 @@ if not a.no_record and shutil.which("parec"):
         ],
         stdout=subprocess.PIPE,
     )
-    pipe = rec.stdout
-    assert pipe is not None  # stdout=PIPE
-    reader = threading.Thread(
-        target=lambda: rec_chunks.extend(iter(lambda: pipe.read(4096), b"")), daemon=True
-    )
+    if rec.stdout is None:
+        raise SystemExit("parec gave no stdout")
+    pipe: IO[bytes] = rec.stdout
+
+    def drain() -> None:
+        rec_chunks.extend(iter(lambda: pipe.read(4096), b""))
+
+    reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     time.sleep(0.3)
 
