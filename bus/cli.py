@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 NODES = {
     "ingest": "nodes.ingest:main",
-    "translate": "nodes.translate:main",
+    "translate": "nodes.translate_entry:main",  # llama.cpp before pyzmq (see it)
     "synthesize": "nodes.synthesize:main",
     "playback": "nodes.playback:main",
 }

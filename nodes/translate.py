@@ -23,9 +23,6 @@ Config, section [translate] (every key optional):
 
 from __future__ import annotations
 
-import nodes.llama_preload  # noqa: F401  (first: llama.cpp's libraries before pyzmq's, see it)
-
-# isort: split
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping

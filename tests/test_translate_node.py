@@ -5,6 +5,8 @@ acks endpoint, tap events at a SUB bound where the tap proxy would be."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from models.manifest import WEIGHTS_DIR
 from models.tiny_gguf import write_tiny_qwen2_gguf
 from nodes.errors import ModelLoadError
 from nodes.translate import translate_settings
-from tests.conftest import BusEnv
+from tests.conftest import REPO, BusEnv
 
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 30.0
@@ -298,3 +300,29 @@ def test_an_empty_answer_is_retried_then_failed_as_empty(
     done = harness.finished(1)[0].detail
     assert done["attempts"] == 2 and done["clauses"] == 0
     assert [e.detail["reason"] for e in harness.events if e.kind == "retry"] == ["the translation was empty"]
+
+
+def test_the_node_process_loads_llama_cpp_before_pyzmq() -> None:
+    """The order the H200 needed (nodes/translate_entry.py): llama_cpp imported, then zmq, in the
+    process `stream-tts node translate` starts; and the doctor's import of nodes.translate
+    stays free of llama.cpp."""
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bus.cli", "node", "translate", "--no-such-flag"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]  # argparse refused the flag, after the imports
+    lines = [line for line in run.stderr.splitlines() if line.startswith("import time:")]
+    done = [line.rsplit("|", 1)[-1].strip() for line in lines]  # modules in the order they finished
+    assert "llama_cpp" in done and "zmq" in done
+    assert done.index("llama_cpp") < done.index("zmq")
+    light = subprocess.run(
+        [sys.executable, "-c", "import sys, nodes.translate; print('llama_cpp' in sys.modules)"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert light.stdout.strip() == "False", light.stderr
