@@ -66,7 +66,7 @@ class ClauseSplitter:
         self.originals = originals  # what ⟦n⟧ in the text stands for, to measure clause length
         self._buf: list[str] = []
         self._depth = 0  # open brackets in the current clause
-        self._ended = ""  # the break character seen; the clause goes once a non-closer follows
+        self._ended = ""  # the terminator seen; the clause goes once a non-closer follows
 
     @property
     def pending(self) -> str:
@@ -93,7 +93,10 @@ class ClauseSplitter:
             if self._depth and len(self._buf) > MAX_BRACKET_CHARS:
                 self._depth = 0
             if self._is_break(ch):
-                self._ended = ch
+                if ch in SOFT_BREAKS:  # outside brackets nothing closes after 、: go now, one
+                    out.append(self.flush())  # decoded token sooner than waiting to see the next
+                else:
+                    self._ended = ch
         return out
 
     def _is_break(self, ch: str) -> bool:
