@@ -34,9 +34,9 @@ from bench import ttfa_stages  # noqa: E402
 from bench.synth_gpu import SENTENCE, floor  # noqa: E402
 from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions  # noqa: E402
 from nodes.cosyvoice_flow_graph import GraphEstimator, static_forward  # noqa: E402
-from nodes.cosyvoice_hift_graph import streaming_shapes  # noqa: E402
+from nodes.cosyvoice_hift_graph import model_streaming_shapes  # noqa: E402
 from nodes.cosyvoice_sampling import upstream_sampler  # noqa: E402
-from nodes.cosyvoice_stream import HIFT_CACHE_MELS, TOP_K, autocast_for  # noqa: E402
+from nodes.cosyvoice_stream import TOP_K, autocast_for  # noqa: E402
 
 
 def sync() -> None:
@@ -91,16 +91,6 @@ CUTS: dict[str, tuple[str, dict[str, Any]]] = {  # --cuts: name -> (label, Engin
         {"graph_hift": True, "compile_flow": True, "compile_lm": True},
     ),
 }
-
-
-def first_chunk_shape(engine: CosyVoiceEngine) -> list[tuple[int, int]]:
-    """The vocoder's first-chunk shape at the engine's current first hop (captured at load for
-    the configured hop; the bench changes the hop afterwards)."""
-    m, opts = engine.model, engine.options
-    ratio = int(m.params["token_mel_ratio"])
-    return streaming_shapes(
-        opts.first_hop_tokens, opts.hop_tokens, ratio, HIFT_CACHE_MELS, m.samples_per_mel
-    )[:1]
 
 
 def hift_prepare_ab(folder: Path, n_mel: int = 20, runs: int = 30) -> dict[str, float]:
@@ -331,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         for h in hops:
             engine.options = dataclasses.replace(engine.options, first_hop_tokens=h)
             if engine._vocode is not None:
-                engine._vocode.warm(first_chunk_shape(engine))
+                # the first chunk's shape at this hop (load captured the configured one)
+                engine._vocode.warm(model_streaming_shapes(engine.model, h, engine.options.hop_tokens)[:1])
             bench(f"{label} hop{h}", args.runs, first_hop_tokens=h)
     est = engine.model.flow.decoder.estimator
     import numpy as np

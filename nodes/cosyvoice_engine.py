@@ -293,7 +293,7 @@ class CosyVoiceEngine:
         self._step: Any = None  # the LM step of speech_tokens (None: the eager LmStep)
         self._vocode: Any = None  # ChunkVocoder's HiFT call (None: hift.inference, eager)
         self.sampler: Any = None  # speech_tokens' sampler (None: cosyvoice_sampling's; benches swap it)
-        self.graphs = "off"  # "lm", "lm+flow", "off", or "failed: why" (auto falls back to eager)
+        self.graphs = "off"  # e.g. "lm+flow+hift", "off", or "failed: why" (auto falls back to eager)
         want = self.options.cuda_graphs
         if want == "true" and self.model.device.type != "cuda":
             raise ModelLoadError(f"cuda_graphs = true needs a CUDA device, not {self.model.device}")
@@ -306,9 +306,9 @@ class CosyVoiceEngine:
 
         from nodes.cosyvoice_flow_graph import install
         from nodes.cosyvoice_graph import GraphLmStep
-        from nodes.cosyvoice_hift_graph import GraphHift, streaming_shapes
+        from nodes.cosyvoice_hift_graph import GraphHift, model_streaming_shapes
         from nodes.cosyvoice_load import hift_capturable
-        from nodes.cosyvoice_stream import HIFT_CACHE_MELS, autocast_for
+        from nodes.cosyvoice_stream import autocast_for
 
         m, opts = self.model, self.options
         flow_inner = m.flow.decoder.estimator
@@ -330,10 +330,7 @@ class CosyVoiceEngine:
                 graphed = "lm+flow+compiled" if est.compiled else "lm+flow"
             if opts.graph_hift and hift_capturable(m.hift):
                 vocode = GraphHift(m.hift)
-                ratio, spm = int(m.params["token_mel_ratio"]), m.samples_per_mel
-                vocode.warm(
-                    streaming_shapes(opts.first_hop_tokens, opts.hop_tokens, ratio, HIFT_CACHE_MELS, spm)
-                )
+                vocode.warm(model_streaming_shapes(m, opts.first_hop_tokens, opts.hop_tokens))
                 graphed += "+hift"
         except (RuntimeError, ValueError) as exc:  # a capture CUDA refuses: eager, or an error if asked
             m.flow.decoder.estimator = flow_inner

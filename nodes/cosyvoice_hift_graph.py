@@ -134,3 +134,12 @@ def streaming_shapes(
 ) -> list[tuple[int, int]]:
     """The (mel frames, cached source samples) of a first chunk and of a steady chunk."""
     return [(first_hop * ratio, 0), (hop * ratio + cache_mels, cache_mels * samples_per_mel)]
+
+
+def model_streaming_shapes(model: Any, first_hop: int, hop: int) -> list[tuple[int, int]]:
+    """streaming_shapes for a loaded model: its mel frames per token and samples per mel frame,
+    and the frames ChunkVocoder re-vocodes at each chunk edge."""
+    from nodes.cosyvoice_stream import HIFT_CACHE_MELS
+
+    ratio = int(model.params["token_mel_ratio"])
+    return streaming_shapes(first_hop, hop, ratio, HIFT_CACHE_MELS, model.samples_per_mel)

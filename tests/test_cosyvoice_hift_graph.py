@@ -12,7 +12,13 @@ import torch
 from torch.nn.utils import parametrize
 
 from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_hift_graph import GraphHift, streaming_shapes, vocode_head, vocode_tail
+from nodes.cosyvoice_hift_graph import (
+    GraphHift,
+    model_streaming_shapes,
+    streaming_shapes,
+    vocode_head,
+    vocode_tail,
+)
 from nodes.cosyvoice_load import build_sections, hift_capturable, load_hift_weights, prepare_hift
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -73,6 +79,25 @@ def test_graph_hift_refuses_a_cpu_vocoder(tiny_models: tuple[Path, Path]) -> Non
 def test_streaming_shapes() -> None:
     # first chunk: first_hop tokens x 2 mels, no source; steady: hop x 2 + 8 cached mels and their source
     assert streaming_shapes(10, 25, 2, 8, 480) == [(20, 0), (58, 3840)]
+
+
+def test_the_warmed_shapes_are_the_ones_a_synthesis_calls_the_vocoder_with(
+    tiny_models: tuple[Path, Path],
+) -> None:
+    """What the engine captures at load (model_streaming_shapes) against the (mel frames, cached
+    source samples) of the real vocoder calls of a sentence on the CPU: its first two chunks."""
+    engine = CosyVoiceEngine(tiny_models[1], EngineOptions(device="cpu", first_hop_tokens=5, hop_tokens=5))
+    hift = engine.model.hift
+    calls: list[tuple[int, int]] = []
+
+    def record(mel: torch.Tensor, source: torch.Tensor) -> Any:
+        calls.append((int(mel.shape[2]), int(source.shape[2])))
+        return hift.inference(speech_feat=mel, cache_source=source)
+
+    engine._vocode = record
+    chunks = list(engine.synthesize(["今日は良い天気ですね、散歩に行きましょう。"]))
+    assert len(chunks) >= 3 and len(calls) == len(chunks)
+    assert calls[:2] == model_streaming_shapes(engine.model, 5, 5)
 
 
 @cuda
