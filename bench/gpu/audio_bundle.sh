@@ -1,8 +1,8 @@
 #!/bin/bash
 # Run HERE (Debian 12 with pulseaudio, pulseaudio-utils, libportaudio2, libasound2-plugins installed).
 # Packs a relocatable PulseAudio(null sink) + ALSA pulse plugin + PortAudio into .device/audio.tgz, for
-# a target where nothing can be installed (bench/gpu/audio_up.sh unpacks and starts it), and puts the
-# sounddevice/cffi/pycparser cp312 wheels into .whl/ (job.sh's `wheels` stage installs .whl/*.whl).
+# a target where nothing can be installed (bench/gpu/audio_up.sh unpacks and starts it). The Python
+# side (sounddevice, cffi) comes with bench/gpu/prepare.sh's wheels.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 S=$(mktemp -d); B=$S/audio; mkdir -p $B/bin $B/lib/pulse-modules $B/lib/alsa-lib
@@ -32,11 +32,7 @@ done
 printf '%s\n' libportaudio.so.2 libportaudio.so libasound.so.2 libpulse.so.0 libpulsecommon-16.1.so libpulsecore-16.1.so > $B/CORE
 dpkg-query -W -f '${Package} ${Version}\n' pulseaudio pulseaudio-utils libportaudio2 libasound2 libasound2-plugins > $B/VERSIONS
 
-mkdir -p .device .whl
+mkdir -p .device
 tar -C $S -czf .device/audio.tgz audio
 echo "bundle: .device/audio.tgz $(du -h .device/audio.tgz | cut -f1) ($(ls $B/lib | wc -l) libs, $(du -sh $B | cut -f1) unpacked)"
 rm -rf $S
-
-.venv/bin/python -m pip download -q --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
-  --platform manylinux2014_x86_64 --no-deps -d .whl 'sounddevice>=0.5,<0.6' cffi pycparser
-ls .whl | grep -iE '^(sounddevice|cffi|pycparser)-'

@@ -33,7 +33,7 @@ try:
     import sounddevice as sd
 
     dev = sd.query_devices(a.device, kind="output")
-except (OSError, Exception) as e:  # OSError: no PortAudio; sd.PortAudioError: no device
+except Exception as e:  # OSError: no PortAudio; sd.PortAudioError: no device
     print(f"NO DEVICE: {type(e).__name__}: {e}")
     sys.exit(1)
 print(f"portaudio: {sd._libname} ({sd.get_portaudio_version()[1]})")
@@ -109,20 +109,17 @@ print(
 if not (dur - 0.25 <= span and wall <= dur + 2.0):
     fail.append(f"not paced: callbacks spanned {span:.3f} s, wall {wall:.3f} s for {dur:.2f} s")
 
-maps = Path("/proc/self/maps").read_text()
-libs = sorted(
-    {p for p in re.findall(r"\s(/\S+\.so[.\d]*)$", maps, re.M) if re.search(r"portaudio|asound|pulse", p)}
-)
+
+def mapped(pid: str, pattern: str) -> list[str]:
+    """The shared libraries process `pid` has mapped whose path matches `pattern`."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({p for p in re.findall(r"\s(/\S+\.so[.\d]*)$", maps, re.M) if re.search(pattern, p)})
+
+
+libs = mapped("self", "portaudio|asound|pulse")
 pa_pid = os.environ.get("AUDIO_PA_PID")
 if pa_pid and os.path.exists(f"/proc/{pa_pid}/maps"):
-    pa = Path(f"/proc/{pa_pid}/maps").read_text()
-    libs += sorted(
-        {
-            p
-            for p in re.findall(r"\s(/\S+\.so[.\d]*)$", pa, re.M)
-            if "module" in p or "protocol" in p or "pulsecore" in p
-        }
-    )
+    libs += mapped(pa_pid, "module|protocol|pulsecore")
 print("loaded:\n  " + "\n  ".join(libs))
 bundle = os.environ.get("AUDIO_DIR", "")
 if a.expect_bundle and (

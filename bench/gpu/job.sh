@@ -4,6 +4,12 @@
 #   end to end (issue 9): wheels buildbg w7b cvreal waitbuild q7b audio e2e t7b
 #   bash bench/gpu/job.sh wait SECONDS      wait for the job, then copy results to $OUT
 W=/tmp/gpu; mkdir -p $W
+cvreal() {  # the real-size random CosyVoice2 folder, once
+  [ -e $W/cosyvoice2-real/llm.pt ] || python3 -c "import sys; sys.path.insert(0, '.'); from pathlib import Path; from models.tiny_cosyvoice import write_random_cosyvoice2 as w; w(Path('$W/cosyvoice2-real'), size='real')"
+}
+e2e() {  # e2e ROUNDS: the pipeline end to end, 8 sentences a round (bench/gpu/e2e.sh)
+  bash bench/gpu/e2e.sh $W $W/qwen2.5-7b-random-Q4_K_M.gguf $W/cosyvoice2-real ${RESULTS:-$W/results} "$1" 8
+}
 case "$1" in
 start)
   shift
@@ -27,15 +33,15 @@ run)
       graphtest) python3 -m pytest -q -p no:cacheprovider tests/test_cosyvoice_graph.py > $W/results/graphtest.txt 2>&1; rc=$?; tail -5 $W/results/graphtest.txt;;
       synth) python3 bench/synth_gpu.py --work $W --bandwidth-gbs 2992.3 --runs 10 && cp $W/synth-gpu-real.json $W/results/ && \
              python3 bench/synth.py --size real --runs 5 --json $W/results/synth-bench-real-cuda.json; rc=$?;;
-      flowprof) [ -e $W/cosyvoice2-real/llm.pt ] || python3 -c "import sys; sys.path.insert(0, '.'); from pathlib import Path; from models.tiny_cosyvoice import write_random_cosyvoice2 as w; w(Path('$W/cosyvoice2-real'), size='real')"
+      flowprof) cvreal
              python3 bench/flow_profile.py --folder $W/cosyvoice2-real --out $W/results/flow-profile.json; rc=$?;;
       w7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages 7b-write; rc=$?;;
       q7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages 7b-quantize; rc=$?;;
-      cvreal) [ -e $W/cosyvoice2-real/llm.pt ] || python3 -c "import sys; sys.path.insert(0, '.'); from pathlib import Path; from models.tiny_cosyvoice import write_random_cosyvoice2 as w; w(Path('$W/cosyvoice2-real'), size='real')"; rc=$?;;
+      cvreal) cvreal; rc=$?;;
       audio) source bench/gpu/audio_up.sh $PWD/.device/audio.tgz $W/audio; rc=$?
              python3 bench/gpu/audio_check.py > $W/results/audio-check.txt 2>&1; echo "audio check rc=$?"; cat $W/results/audio-check.txt;;
-      e2e) bash bench/gpu/e2e.sh $W $W/qwen2.5-7b-random-Q4_K_M.gguf $W/cosyvoice2-real $W/results 2 8; rc=$?;;
-      e2e1) bash bench/gpu/e2e.sh $W $W/qwen2.5-7b-random-Q4_K_M.gguf $W/cosyvoice2-real ${RESULTS:-$W/results} 1 8; rc=$?;;
+      e2e) e2e 2; rc=$?;;
+      e2e1) e2e 1; rc=$?;;
       t7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,bench7b,report --results $W/results; rc=$?;;
       trans7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,7b,bench7b,report --results $W/results; rc=$?;;
       trans72b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages 72b,bench72b,report --results $W/results; rc=$?;;
