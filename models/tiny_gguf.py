@@ -431,8 +431,7 @@ def write_random_qwen2_gguf(
     def rows(name: str, a: np.ndarray) -> np.ndarray:
         if script is None or name not in ("token_embd.weight", "output.weight"):
             return a
-        emb, out = script
-        a = a.copy()
+        emb, out = script  # `a` is tensor()'s own fresh array: set its rows in place
         for i, row in (emb if name == "token_embd.weight" else out).items():
             a[i] = row
         return a
