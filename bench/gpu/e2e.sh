@@ -2,6 +2,8 @@
 # The whole pipeline end to end (issue 9): supervisord, the four nodes, `stream-tts bench` over the
 # bus, on the models given; every tap event and node log kept beside the result.
 #   bash bench/gpu/e2e.sh WORK GGUF COSYVOICE_DIR RESULTS [ROUNDS] [SENTENCES]
+# Env: E2E_TAG names the variant in the result files (ttfa-e2e-TAG-round1.json ...);
+# E2E_TRANSLATE / E2E_SYNTHESIZE are extra TOML lines for those sections (e.g. "max_tokens = 9").
 # On the GPU machine GGUF is the scripted random 7B (bench/translate_gpu.py 7b-write,7b-quantize)
 # and COSYVOICE_DIR the real-size random CosyVoice2; playback goes to whatever sound device the
 # environment gives (bench/gpu/audio_up.sh: a private PulseAudio's null sink, paced in real time).
@@ -16,10 +18,13 @@ data_dir = "$D/var"
 [translate]
 model = "$GGUF"
 n_gpu_layers = -1
+${E2E_TRANSLATE:-}
 [synthesize]
 model_dir = "$CV"
 frontend = "none"
+${E2E_SYNTHESIZE:-}
 EOF
+T=${E2E_TAG:+$E2E_TAG-}
 PY=${PYTHON:-python3}
 # supervisord.conf runs the nodes with the repo's .venv/bin/python: on a machine without the
 # venv, that is this python (its PYTHONPATH and LD_LIBRARY_PATH pass through supervisord).
@@ -34,10 +39,10 @@ $PY -m bus.cli up --config "$D/pipeline.toml" --timeout 600
 echo "up in $((SECONDS - t0)) s"
 $PY -m bus.cli status --config "$D/pipeline.toml" || true
 for r in $(seq 1 "$ROUNDS"); do
-  $PY -m bench.ttfa --config "$D/pipeline.toml" --sentences "$N" --json "$R/ttfa-e2e-round$r.json"
+  $PY -m bench.ttfa --config "$D/pipeline.toml" --sentences "$N" --json "$R/ttfa-e2e-${T}round$r.json"
 done
 $PY -m bus.cli down --config "$D/pipeline.toml"
 kill $TAP 2>/dev/null || true
 trap - EXIT
-gzip -c "$D/tap.jsonl" > "$R/ttfa-e2e-tap.jsonl.gz"
-tar czf "$R/ttfa-e2e-logs.tgz" -C "$D" pipeline.toml var/log var/played.jsonl
+gzip -c "$D/tap.jsonl" > "$R/ttfa-e2e-${T}tap.jsonl.gz"
+tar czf "$R/ttfa-e2e-${T}logs.tgz" -C "$D" pipeline.toml var/log var/played.jsonl

@@ -2,6 +2,7 @@
 # Device-side orchestration, started detached (setsid) so that it outlives one `run` call:
 #   bash bench/gpu/job.sh start STAGES...   stages: wheels build trans7b trans72b ...
 #   end to end (issue 9): wheels buildbg w7b cvreal waitbuild q7b audio e2e t7b
+#   GPU sharing (issue 9): ... audio e2e e2eone e2emps (translate idle during the first chunk; CUDA MPS)
 #   bash bench/gpu/job.sh wait SECONDS      wait for the job, then copy results to $OUT
 W=/tmp/gpu; mkdir -p $W
 cvreal() {  # the real-size random CosyVoice2 folder, once
@@ -9,6 +10,18 @@ cvreal() {  # the real-size random CosyVoice2 folder, once
 }
 e2e() {  # e2e ROUNDS: the pipeline end to end, 8 sentences a round (bench/gpu/e2e.sh)
   bash bench/gpu/e2e.sh $W $W/qwen2.5-7b-random-Q4_K_M.gguf $W/cosyvoice2-real ${RESULTS:-$W/results} "$1" 8
+}
+mps_up() {  # CUDA MPS on a private pipe directory: this job's CUDA processes share one server
+  command -v nvidia-cuda-mps-control >/dev/null || { echo "no nvidia-cuda-mps-control on PATH"; return 1; }
+  export CUDA_MPS_PIPE_DIRECTORY=$W/mps/pipe CUDA_MPS_LOG_DIRECTORY=$W/mps/log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  nvidia-smi --query-gpu=name,compute_mode --format=csv
+  nvidia-cuda-mps-control -d
+}
+mps_down() {
+  echo get_server_list | nvidia-cuda-mps-control; echo quit | nvidia-cuda-mps-control; sleep 1
+  cp -r $W/mps/log ${RESULTS:-$W/results}/mps-log
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 }
 case "$1" in
 start)
@@ -42,6 +55,8 @@ run)
              python3 bench/gpu/audio_check.py > $W/results/audio-check.txt 2>&1; echo "audio check rc=$?"; cat $W/results/audio-check.txt;;
       e2e) e2e 2; rc=$?;;
       e2e1) e2e 1; rc=$?;;
+      e2eone) E2E_TAG=one E2E_TRANSLATE="max_tokens = 9" e2e 1; rc=$?;;  # no second clause to decode
+      e2emps) if mps_up; then E2E_TAG=mps e2e 1; rc=$?; mps_down; else rc=0; fi;;
       t7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,bench7b,report --results $W/results; rc=$?;;
       trans7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,7b,bench7b,report --results $W/results; rc=$?;;
       trans72b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages 72b,bench72b,report --results $W/results; rc=$?;;
