@@ -63,7 +63,7 @@ class Translator(Protocol):
 class LlamaSettings:
     model: Path
     n_ctx: int = 4096
-    n_threads: int | None = None  # None: cpu_threads() decides
+    n_threads: int | None = None  # None: llama.cpp's default
     n_gpu_layers: int | None = None  # None: every layer when llama.cpp has a GPU backend, else 0
     max_tokens: int = 256  # a hard cap on the tokens decoded for one sentence
     cpu_extra_buffers: str | bool = "auto"  # llama.cpp repacking/AMX on the CPU (nodes/llama_cpu_guard.py)
@@ -111,19 +111,6 @@ def gpu_offload_supported() -> bool:
     import llama_cpp
 
     return bool(llama_cpp.llama_supports_gpu_offload())
-
-
-FULL_OFFLOAD_THREADS = 1  # every layer on the GPU: the CPU only looks up the input embeddings
-
-
-def cpu_threads(n_threads: int | None, on_gpu: int) -> int | None:
-    """llama.cpp's CPU threads: as asked, else one when every layer runs on the GPU, else
-    llama.cpp's default. Its default (half the cores, all of them for a batch) spins a thread pool
-    on every token even then, and on a machine where synthesize shares the cores that pool slows
-    its first chunk (bench/results/ttfa-e2e-h200.md, run 3)."""
-    if n_threads:
-        return n_threads
-    return FULL_OFFLOAD_THREADS if on_gpu < 0 else None
 
 
 def backend_name(n_gpu_layers: int) -> str:
@@ -177,7 +164,7 @@ class LlamaTranslator:
             n_gpu = -1 if gpu_offload_supported() else 0
         self.n_gpu_layers = n_gpu
         self.cpu_extra_buffers = True  # set by _load: whether llama.cpp's repacking/AMX is on
-        self.n_threads: int | None = None  # set by _load: the CPU threads asked of llama.cpp
+        self.n_threads = 0  # set by _load: llama.cpp's CPU threads for a token
         self.backend = backend_name(n_gpu)
         self._llm = _load(settings, n_gpu, self)
         self.model_name = str(self._llm.metadata.get("general.name", settings.model.name))
@@ -333,14 +320,13 @@ def _load(settings: LlamaSettings, n_gpu_layers: int, owner: LlamaTranslator) ->
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     owner.cpu_extra_buffers = extra
-    threads = owner.n_threads = cpu_threads(settings.n_threads, on_gpu)
     try:
         with extra_buffers(extra):
             llm = CountingLlama(
                 model_path=str(settings.model),
                 n_ctx=settings.n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
+                n_threads=settings.n_threads,
+                n_threads_batch=settings.n_threads,
                 n_gpu_layers=n_gpu_layers,
                 seed=settings.seed,
                 verbose=False,
@@ -348,4 +334,5 @@ def _load(settings: LlamaSettings, n_gpu_layers: int, owner: LlamaTranslator) ->
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"llama.cpp cannot load {settings.model}: {exc}") from exc
     llm.eval_log = []
+    owner.n_threads = int(llm.n_threads)
     return llm

@@ -13,7 +13,7 @@ Config, section [translate] (every key optional):
                       model under models/weights/
     size              manifest entry when `model` is not set: "7b" (default), "14b", "32b", "72b"
     n_ctx             context window in tokens (4096)
-    n_threads         CPU threads (0: 1 when every layer is on the GPU, else llama.cpp's default)
+    n_threads         CPU threads (0: llama.cpp's default)
     n_gpu_layers      layers offloaded (-1 all; default: all when llama.cpp has a GPU backend, else 0)
     min_clause_chars  a clause may end at 、 once it has this many characters (8)
     context_pairs     earlier (English, Japanese) pairs of the same stream sent along: at
@@ -110,7 +110,7 @@ class TranslateNode(Node):
             model=str(settings.model),
             model_name=engine.model_name,
             n_gpu_layers=engine.n_gpu_layers,
-            n_threads=engine.n_threads or 0,
+            n_threads=engine.n_threads,
             n_ctx=settings.n_ctx,
             system_prompt_tokens=len(engine.system_tokens),
         )

@@ -14,7 +14,7 @@ import pytest
 from models.tiny_gguf import write_tiny_qwen2_gguf
 from nodes.errors import ContextOverflow, EngineError, ModelLoadError
 from nodes.ja_text import is_japanese
-from nodes.llama_engine import FULL_OFFLOAD_THREADS, LlamaSettings, LlamaTranslator, cpu_threads
+from nodes.llama_engine import LlamaSettings, LlamaTranslator
 
 SENTENCES = [
     "I fixed the bug in ⟦0⟧.",
@@ -145,25 +145,17 @@ def test_max_tokens_is_a_hard_cap(model: Path) -> None:
         t.close()
 
 
-def test_cpu_threads_are_as_asked_else_one_under_full_offload_else_llamas_default(model: Path) -> None:
-    assert cpu_threads(3, -1) == 3 and cpu_threads(3, 0) == 3
-    assert cpu_threads(None, -1) == FULL_OFFLOAD_THREADS == 1  # no pool spinning beside synthesize
-    assert cpu_threads(None, 0) is None and cpu_threads(None, 12) is None  # CPU layers: llama.cpp's
-    # through the real library: this CPU build offloads nothing, so llama.cpp picks its own count
-    t = engine(model, n_threads=None, n_gpu_layers=-1)
-    try:
-        assert t.n_threads is None
-        assert t._llm.n_threads == max((os.cpu_count() or 1) // 2, 1)
+def test_cpu_threads_are_as_asked_else_llamas_default(model: Path) -> None:
+    t = engine(model, n_threads=None)
+    try:  # llama-cpp-python's default: half the cores for a token, all of them for a batch
+        assert t.n_threads == t._llm.context_params.n_threads == max((os.cpu_count() or 1) // 2, 1)
         assert t._llm.context_params.n_threads_batch == (os.cpu_count() or 1)
     finally:
         t.close()
     t = engine(model, n_threads=2)
     try:
-        assert (t.n_threads, t._llm.context_params.n_threads, t._llm.context_params.n_threads_batch) == (
-            2,
-            2,
-            2,
-        )
+        params = t._llm.context_params
+        assert (t.n_threads, params.n_threads, params.n_threads_batch) == (2, 2, 2)
     finally:
         t.close()
 
