@@ -76,9 +76,10 @@ class TextFeed:
 
     _END = object()
 
-    def __init__(self) -> None:
+    def __init__(self, on_wait: Callable[[], None] | None = None) -> None:
         self._q: queue.Queue[object] = queue.Queue()
         self._cancel = threading.Event()
+        self.on_wait = on_wait  # called (on the engine's thread) each time it finds no text waiting
 
     def put(self, text: str) -> None:
         self._q.put(text)
@@ -101,6 +102,8 @@ class TextFeed:
 
     def get(self, timeout_s: float) -> str | None:
         """The next piece, None at the end; SynthesisTimeout if none comes in time."""
+        if self.on_wait is not None and self._q.empty():
+            self.on_wait()
         try:
             item = self._q.get(timeout=max(timeout_s, 0.0))
         except queue.Empty:

@@ -7,6 +7,10 @@ as soon as it exists. Sentences are synthesized one at a time, in arrival order;
 identified by (stream, seq, attempt), and a clause seen twice is dropped. A later attempt of a
 sentence cancels an earlier one still waiting in the queue (ingest re-sent it: one is enough).
 
+Tap events of a sentence's start, for whoever shares this machine's GPU (the translate node
+waits on them, nodes/translate.py `yield_to_synthesize`): `started` (the engine took it),
+`text_wait` (it needs more text before its first chunk), `first_chunk` (that chunk is sent).
+
 Outcomes per sentence: chunks then one with last=True; nothing speakable -> a single empty
 last chunk (so playback acks it) and a `skipped` event; any engine error (unknown voice,
 deadline, model failure) -> Failed(stage="synthesize") and an `error` event, and the node takes
@@ -103,6 +107,13 @@ class _Job:
     started: float | None = None
     cancelled: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    text_waited: bool = False
+
+    def note_text_wait(self) -> None:
+        """The engine found no text waiting (its thread): said once, and only before any audio."""
+        if not self.text_waited and not self.chunks:
+            self.text_waited = True
+            self.out.put(("text_wait", None, time.monotonic()))
 
 
 class SynthesizeNode(Node):
@@ -197,7 +208,7 @@ class SynthesizeNode(Node):
         if key in self.done_set:
             self.event("duplicate", msg, index=msg.index, reason="sentence already finished")
             return
-        job = self.jobs.get(key)
+        job, new = self.jobs.get(key), False
         if job is None:
             if self.engine is None:
                 self._remember(key)
@@ -214,13 +225,15 @@ class SynthesizeNode(Node):
                     older.cancelled = True
                     older.feed.cancel()
             job = _Job(key, msg, self._recv_wall_ns, self._recv_mono_ns, TextFeed())
-            self.jobs[key] = job
-            self.work.put(job)
+            job.feed.on_wait = job.note_text_wait
+            self.jobs[key], new = job, True
         if msg.index in job.indices:
             self.event("duplicate", msg, index=msg.index, reason="clause already received")
         else:
             job.indices.add(msg.index)
             self._feed(job, msg)
+        if new:  # after its first clause is in the feed: the engine never finds a new job empty
+            self.work.put(job)
         yield from self._emit_ready()
 
     def _feed(self, job: _Job, msg: Clause) -> None:
@@ -268,6 +281,7 @@ class SynthesizeNode(Node):
             if job is None:
                 return
             job.started = time.monotonic()
+            job.out.put(("started", None, job.started))
             try:
                 if job.cancelled:
                     raise SynthesisCancelled("cancelled before it started")
@@ -289,10 +303,17 @@ class SynthesizeNode(Node):
                 return
             if job.cancelled and kind == "chunk":
                 continue  # cancelled: what was made meanwhile is dropped, the error item closes it
+            if kind in ("started", "text_wait"):
+                if not job.chunks:
+                    self.event(kind, job.first)
+                continue
             self._recv_wall_ns, self._recv_mono_ns = job.recv_wall_ns, job.recv_mono_ns
             try:
                 if kind == "chunk":
+                    first = job.first_chunk_ms is None
                     yield self._audio(job, item.pcm, item.last)
+                    if first and job.first_chunk_ms is not None:  # sent: the GPU is free again
+                        self.event("first_chunk", job.first, first_chunk_ms=round(job.first_chunk_ms, 2))
                     for k, v in item.timings.items():
                         job.timings[k] = job.timings.get(k, 0.0) + v
                     if item.last:

@@ -19,6 +19,10 @@ Config, section [translate] (every key optional):
     context_pairs     earlier (English, Japanese) pairs of the same stream sent along: at
                       least this many, fewer than twice as many (_context says why) (3)
     max_tokens        decode cap per sentence (256)
+    yield_to_synthesize  "auto" (on when llama.cpp runs on a GPU), true or false: after a
+                      sentence's first clause, hold the rest of its decoding while synthesize
+                      makes that sentence's first chunk (see _yield_to_synthesize)
+    yield_max_ms      the longest such hold (500)
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import zmq
+
 from bus.errors import EngineError
-from bus.messages import EVENT_DROPPED, Clause, Failed, Message, Sentence
+from bus.messages import EVENT_DROPPED, Clause, Failed, Message, Sentence, TapEvent, decode
 from bus.node import Node, main_for
+from bus.tap import subscribe
+from bus.wire import BadMessage
 from nodes.errors import ModelLoadError
 from nodes.ja_text import ClauseStream, OutClause
 from nodes.llama_engine import LlamaSettings, LlamaTranslator, Translator
@@ -46,21 +54,28 @@ DEFAULTS: dict[str, Any] = {
     "context_pairs": 3,
     "max_tokens": 256,
     "cpu_extra_buffers": "auto",
+    "yield_to_synthesize": "auto",
+    "yield_max_ms": 500,
 }
+SYNTH_START_WAIT_S = 0.03  # synthesize says `started` within this when it is free for the sentence
+YIELD_RELEASE = frozenset({"first_chunk", "text_wait", "finished", "error"})
 MAX_STREAMS = 64  # streams whose recent pairs are kept (least recently used forgotten first)
 KEEP_EXTRA_PAIRS = 4  # pairs kept beyond the window (_context), for sentences arriving out of order
 
 
-def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[LlamaSettings, dict[str, int]]:
+def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[LlamaSettings, dict[str, Any]]:
     """Engine settings and node knobs from [translate]; a bad value is a ModelLoadError, so the
     node stays up and says which key is wrong."""
     cfg = {**DEFAULTS, **section}
     ints = {}
-    for key in ("n_ctx", "n_threads", "min_clause_chars", "context_pairs", "max_tokens"):
+    for key in ("n_ctx", "n_threads", "min_clause_chars", "context_pairs", "max_tokens", "yield_max_ms"):
         value = cfg[key]
         if type(value) is not int or value < 0 or (value == 0 and key in ("n_ctx", "max_tokens")):
             raise ModelLoadError(f"[translate] {key} must be a positive integer, got {value!r}")
         ints[key] = value
+    hold = cfg["yield_to_synthesize"]
+    if not (isinstance(hold, bool) or hold == "auto"):
+        raise ModelLoadError(f'[translate] yield_to_synthesize must be "auto", true or false, got {hold!r}')
     n_gpu = cfg["n_gpu_layers"]
     if n_gpu is not None and type(n_gpu) is not int:
         raise ModelLoadError(f"[translate] n_gpu_layers must be an integer, got {n_gpu!r}")
@@ -85,7 +100,7 @@ def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[Llam
         max_tokens=ints["max_tokens"],
         cpu_extra_buffers=cfg["cpu_extra_buffers"],
     )
-    return settings, ints
+    return settings, {**ints, "yield_to_synthesize": hold}
 
 
 class TranslateNode(Node):
@@ -97,6 +112,9 @@ class TranslateNode(Node):
     min_clause_chars: int = DEFAULTS["min_clause_chars"]
     context_pairs: int = DEFAULTS["context_pairs"]
 
+    _synth_events: zmq.Socket | None = None
+    _yield_max_s: float = DEFAULTS["yield_max_ms"] / 1000
+
     def setup(self) -> None:
         self._pairs: OrderedDict[str, dict[int, tuple[str, str]]] = OrderedDict()
         settings, knobs = translate_settings(self.config.section("translate"), self.config.base_dir)
@@ -104,6 +122,10 @@ class TranslateNode(Node):
         self.context_pairs = knobs["context_pairs"]
         engine = LlamaTranslator(settings)
         self.engine = engine
+        want = knobs["yield_to_synthesize"]
+        if want is True or (want == "auto" and engine.backend != "cpu"):
+            self._synth_events = subscribe(self.config)
+            self._yield_max_s = knobs["yield_max_ms"] / 1000
         self.event(
             "backend",
             backend=engine.backend,
@@ -113,6 +135,7 @@ class TranslateNode(Node):
             n_threads=engine.n_threads,
             n_ctx=settings.n_ctx,
             system_prompt_tokens=len(engine.system_tokens),
+            yield_to_synthesize=self._synth_events is not None,
         )
 
     def handle(self, msg: Message) -> Iterator[Message]:
@@ -136,7 +159,7 @@ class TranslateNode(Node):
             yield self._clause(msg, 0, OutClause(text, True))
             self.finished(msg, clauses=1, first_clause_ms=_ms(t0), total_ms=_ms(t0), tokens=0, untranslated=1)
             return
-        n, first_ms, tokens, stream = 0, None, 0, None
+        n, first_ms, tokens, stream, yielded_ms = 0, None, 0, None, 0.0
         said: list[str] = []  # what each attempt decoded, as it came out of the model
         for strict in (False, True):
             stream = ClauseStream(protected.originals, self.min_clause_chars)
@@ -145,6 +168,8 @@ class TranslateNode(Node):
                 for c in self._attempt(msg, protected.text, stream, strict, raw):
                     yield self._clause(msg, n, c)
                     n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
+                    if n == 1 and not c.last:
+                        yielded_ms = self._yield_to_synthesize(msg)
             except EngineError as exc:
                 yield self._failed(msg, f"translation failed: {exc}")
                 self.finished(msg, clauses=n, failed=str(exc), total_ms=_ms(t0), attempts=len(said) + 1)
@@ -174,6 +199,7 @@ class TranslateNode(Node):
             "attempts": len(said),
             "missing_placeholders": len(stream.missing),
             "dropped_clauses": len(stream.dropped),
+            "yielded_ms": yielded_ms,
         }
         if not stream.japanese_seen:
             reason = f"{_no_japanese(said[-1])}, even after a retry"
@@ -183,7 +209,17 @@ class TranslateNode(Node):
         self._remember(msg, protected.text, "".join(stream.masked))
         self.finished(msg, **detail)
 
+    def tick(self) -> Iterator[Message]:
+        """Between sentences: drop the tap's backlog, so a hold reads only fresh events."""
+        sock = self._synth_events
+        while sock is not None and sock.poll(0):
+            sock.recv_multipart()
+        return iter(())
+
     def close(self) -> None:
+        if self._synth_events is not None:
+            self._synth_events.close(linger=0)
+            self._synth_events = None
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -206,6 +242,37 @@ class TranslateNode(Node):
             close = getattr(pieces, "close", None)
             if callable(close):
                 close()  # ends llama's generate() now, not whenever it is collected
+
+    def _yield_to_synthesize(self, msg: Sentence) -> float:
+        """Hold this sentence's decoding while synthesize makes its first chunk; ms held.
+        On one GPU the two cannot both run at full speed: decoding clause 2 alongside took the
+        first chunk from 111 to 179 ms on an H200 (bench/results/ttfa-e2e-h200.md, run 4), and
+        the first chunk is what the listener waits for. Synthesize says `started` at once when it
+        is free (else it is busy with an earlier sentence, and this one goes on at once), then
+        `first_chunk`, or `text_wait` if it needs clause 2 first; the hold never exceeds
+        yield_max_ms, so a lost event costs at most that, and the audio does not wait on it."""
+        sock = self._synth_events
+        if sock is None:
+            return 0.0
+        key = (msg.stream, msg.seq, msg.attempt)
+        t0 = time.monotonic()
+        until = t0 + SYNTH_START_WAIT_S
+        while self.running and (left := until - time.monotonic()) > 0:
+            if not sock.poll(max(1, int(left * 1000))):
+                break
+            try:
+                ev = decode(sock.recv_multipart())
+            except BadMessage:
+                continue
+            if not isinstance(ev, TapEvent) or ev.node != "synthesize":
+                continue
+            if (ev.stream, ev.seq, ev.attempt) != key:
+                continue
+            if ev.kind in YIELD_RELEASE:
+                break
+            if ev.kind == "started":
+                until = t0 + self._yield_max_s
+        return _ms(t0)
 
     def _clause(self, msg: Sentence, index: int, c: OutClause) -> Clause:
         return Clause(

@@ -23,6 +23,19 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def tiktoken_file() -> Path:
+    """The tiktoken vocabulary CosyVoice ships: a real BPE for random GGUFs with real token counts."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("cosyvoice")
+    if spec is None or spec.origin is None:
+        pytest.skip("cosyvoice (which ships a tiktoken vocabulary) is not installed")
+    f = Path(spec.origin).parent / "tokenizer" / "assets" / "multilingual_zh_ja_yue_char_del.tiktoken"
+    if not f.is_file():
+        pytest.skip(f"{f} missing")
+    return f
+
+
 def write_config(path: Path, data_dir: Path, **sections: dict[str, object]) -> Path:
     """A config TOML with every endpoint on a free loopback port."""
     ports = free_ports(len(LAYOUT))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import gguf
@@ -23,18 +22,9 @@ from models.tiny_gguf import (
     write_random_qwen2_gguf,
 )
 from nodes.llama_engine import LlamaSettings, LlamaTranslator
+from tests.conftest import tiktoken_file
 
 SMALL = Qwen2Dims(256, 3, 4, 2, 512, 4096, name="small-random")
-
-
-def tiktoken_file() -> Path:
-    spec = importlib.util.find_spec("cosyvoice")
-    if spec is None or spec.origin is None:
-        pytest.skip("cosyvoice (which ships a tiktoken vocabulary) is not installed")
-    f = Path(spec.origin).parent / "tokenizer" / "assets" / "multilingual_zh_ja_yue_char_del.tiktoken"
-    if not f.is_file():
-        pytest.skip(f"{f} missing")
-    return f
 
 
 def test_param_counts_are_the_published_ones() -> None:

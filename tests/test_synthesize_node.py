@@ -158,6 +158,27 @@ def test_first_chunk_leaves_before_the_last_clause_arrives(node: Harness) -> Non
     assert rest[0].index == 1 and rest[-1].last
 
 
+def test_the_tap_hears_started_then_text_wait_then_first_chunk(node: Harness) -> None:
+    """What translate's yield_to_synthesize waits on: `text_wait` when the LM runs out of text
+    before its first chunk (あ、 is shorter than its first text group), and only then."""
+    node.clause("s9", 0, 0, "あ、", last=False)
+    wait = node.event("text_wait", "s9")
+    started = node.event("started", "s9")
+    assert started.mono_ns <= wait.mono_ns
+    assert not node.audio.poll(300), "a first chunk without the text it needs"
+    node.clause("s9", 0, 1, "テストを実行しました。", last=True)
+    chunks = node.sentence_audio("s9", 0)
+    first = node.event("first_chunk", "s9")
+    assert first.mono_ns >= wait.mono_ns and first.detail["first_chunk_ms"] > 0 and chunks[0].index == 0
+    assert [e.kind for e in node.events if e.stream == "s9" and e.kind == "text_wait"] == ["text_wait"]
+    node.clause("s10", 0, 0, "テストを実行します、", last=False)  # enough for the first chunk
+    first = node.event("first_chunk", "s10")
+    assert node.event("started", "s10").mono_ns <= first.mono_ns
+    assert not [e for e in node.events if e.stream == "s10" and e.kind == "text_wait"]
+    node.clause("s10", 0, 1, "終わり。", last=True)
+    assert node.sentence_audio("s10", 0)[-1].last
+
+
 def test_nothing_speakable_gives_one_empty_last_chunk(node: Harness) -> None:
     node.clause("s3", 0, 0, "……", last=True)
     chunks = node.sentence_audio("s3", 0)

@@ -15,12 +15,13 @@ import msgpack
 import pytest
 import zmq
 
+from bench.translate_gpu import SCRIPTED_ANSWER
 from bus.messages import Clause, Failed, Message, Sentence, TapEvent, decode, encode
 from models.manifest import WEIGHTS_DIR
-from models.tiny_gguf import write_tiny_qwen2_gguf
+from models.tiny_gguf import Qwen2Dims, tiktoken_vocab, write_random_qwen2_gguf, write_tiny_qwen2_gguf
 from nodes.errors import ModelLoadError
 from nodes.translate import translate_settings
-from tests.conftest import REPO, BusEnv
+from tests.conftest import REPO, BusEnv, tiktoken_file
 
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 30.0
@@ -326,3 +327,78 @@ def test_the_node_process_loads_llama_cpp_before_pyzmq() -> None:
         timeout=60,
     )
     assert light.stdout.strip() == "False", light.stderr
+
+
+@pytest.fixture(scope="module")
+def two_clause_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real qwen2 GGUF (random, scripted) that answers every prompt with SCRIPTED_ANSWER:
+    テスト結果を確認、 then 全件が正常に通りました。, two clauses."""
+    dims = Qwen2Dims(64, 2, 4, 2, 128, 60_000, name="two-clauses")
+    path = tmp_path_factory.mktemp("gguf") / "two-clauses.gguf"
+    return write_random_qwen2_gguf(path, dims, vocab=tiktoken_vocab(tiktoken_file()), answer=SCRIPTED_ANSWER)
+
+
+def test_clause_two_waits_while_synthesize_makes_the_first_chunk_and_never_past_the_cap(
+    bus_env: BusEnv, harness: Harness, two_clause_gguf: Path
+) -> None:
+    """yield_to_synthesize: the tap's `started` holds the decoding after clause 1, and
+    `first_chunk` or `text_wait` ends the hold; a synthesize that says nothing costs at most the
+    start wait, one that never finishes at most yield_max_ms. Here the test is synthesize: it
+    publishes those events where the tap proxy would."""
+    synth = harness._bind(bus_env.config.endpoints.bind["tap_out"], zmq.PUB)
+    start_translate(bus_env, model=str(two_clause_gguf), yield_to_synthesize=True, yield_max_ms=1500)
+    harness.wait_state("ready")
+    time.sleep(0.5)  # the node's subscription reaches this PUB
+
+    def say(kind: str, seq: int) -> None:
+        synth.send_multipart(encode(TapEvent(node="synthesize", kind=kind, stream="y", seq=seq)))
+
+    def clause(timeout_s: float = REPLY_TIMEOUT_S) -> tuple[Clause, float]:
+        assert harness.clauses.poll(int(timeout_s * 1000)), "no clause"
+        c = decode(harness.clauses.recv_multipart())
+        assert isinstance(c, Clause)
+        return c, time.monotonic()
+
+    def first_clause(seq: int) -> None:
+        harness.send(Sentence(stream="y", seq=seq, text="The tests passed.", attempt=0))
+        c, _ = clause()
+        assert (c.seq, c.index, c.last, c.text) == (seq, 0, False, "テスト結果を確認、")
+
+    # synthesize starts at once and is 0.8 s from its first chunk: clause 2 waits for it
+    first_clause(0)
+    say("started", 0)
+    assert not harness.clauses.poll(800), "clause 2 left while synthesize was making the first chunk"
+    say("first_chunk", 0)
+    t_said = time.monotonic()
+    c, t_got = clause()
+    assert (c.seq, c.index, c.last, c.text) == (0, 1, True, "全件が正常に通りました。")
+    assert t_got - t_said < 0.5
+    # synthesize needs clause 2 before it can make a first chunk: text_wait ends the hold
+    first_clause(1)
+    say("started", 1)
+    assert not harness.clauses.poll(300)
+    say("text_wait", 1)
+    c, _ = clause(0.5)
+    assert (c.seq, c.index) == (1, 1)
+    # synthesize says nothing (busy with an earlier sentence, or on another machine): no hold
+    first_clause(2)
+    c, _ = clause(0.5)
+    assert (c.seq, c.index) == (2, 1)
+    # started, then silence (its event lost): held yield_max_ms, not for ever
+    first_clause(3)
+    t_first = time.monotonic()
+    say("started", 3)
+    c, t_got = clause(3.0)
+    assert (c.seq, c.index) == (3, 1) and 1.4 < t_got - t_first < 2.5
+    held = {e.seq: e.detail["yielded_ms"] for e in harness.finished(4)}
+    assert 800 <= held[0] < 1500 and 300 <= held[1] < 1000 and held[2] < 200 and 1500 <= held[3] < 2000
+    backend = next(e for e in harness.events if e.kind == "backend")
+    assert backend.detail["yield_to_synthesize"] is True
+
+
+def test_yield_is_off_by_default_on_the_cpu_and_a_bad_value_is_a_load_error(tmp_path: Path) -> None:
+    _, knobs = translate_settings({"model": "m.gguf"}, tmp_path)
+    assert knobs["yield_to_synthesize"] == "auto" and knobs["yield_max_ms"] == 500
+    for bad in ({"yield_to_synthesize": "yes"}, {"yield_to_synthesize": 1}, {"yield_max_ms": -1}):
+        with pytest.raises(ModelLoadError, match=next(iter(bad))):
+            translate_settings({"model": "m.gguf", **bad}, tmp_path)
