@@ -14,9 +14,12 @@ Per sentence (wall clock, ms):
   synthesize  first clause received -> first audio chunk made
   playback    first chunk made -> first sample at the device
   ttfa        publisher sent -> first sample (the parts plus the bus hops between them)
-and p50/p95 of each. `--up` starts `stream-tts up --tiny` first (and `down` after); otherwise it
-runs against the pipeline `--config` names. `--stages` composes TTFA from per-stage results taken
-alone (bench/ttfa_stages.py) instead, for a machine where the whole pipeline cannot run.
+and p50/p95 of each; and, from playback's tap events, how far ahead of its turn the tightest
+later chunk of each sentence arrived and how many underruns there were (a start won by cutting
+that lead to nothing would be a gap). `--up` starts `stream-tts up --tiny` first (and `down`
+after); otherwise it runs against the pipeline `--config` names. `--stages` composes TTFA from
+per-stage results taken alone (bench/ttfa_stages.py) instead, for a machine where the whole
+pipeline cannot run.
 
     stream-tts bench [--config F] [--data-dir D] [--up] [--sentences 8] [--json OUT]
     stream-tts bench --stages [--translate F] [--synth F --synth-variant NAME] [--playback F]
@@ -78,12 +81,15 @@ def timeline(record: dict[str, Any], synth_first_chunk_ms: float) -> dict[str, f
 
 
 class TapWatch:
-    """synthesize's `finished` events of one stream, collected in the background."""
+    """synthesize's and playback's `finished` events and playback's underruns of one stream,
+    collected in the background."""
 
     def __init__(self, config: Any, stream: str) -> None:
         from bus.tap import events, subscribe
 
         self.first_chunk_ms: dict[int, float] = {}
+        self.chunk_leads_ms: dict[int, list[float]] = {}  # playback: each chunk's arrival -> its first sample
+        self.underruns: dict[int, int] = {}
         self._stop = threading.Event()
         self._sock = subscribe(config)
         self._events = events
@@ -94,10 +100,16 @@ class TapWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             for ev in self._events(self._sock, 0.2):
-                if ev.node == "synthesize" and ev.kind == "finished" and ev.stream == self._stream:
+                if ev.stream != self._stream:
+                    continue
+                if ev.node == "synthesize" and ev.kind == "finished":
                     ms = ev.detail.get("first_chunk_ms")
                     if isinstance(ms, int | float):
                         self.first_chunk_ms[ev.seq] = float(ms)
+                elif ev.node == "playback" and ev.kind == "finished":
+                    self.chunk_leads_ms[ev.seq] = [float(x) for x in ev.detail.get("chunk_latency_ms", [])]
+                elif ev.node == "playback" and ev.kind == "underrun":
+                    self.underruns[ev.seq] = self.underruns.get(ev.seq, 0) + 1
 
     def close(self) -> None:
         self._stop.set()
@@ -138,18 +150,46 @@ def run_bench(config: Any, sentences: list[str], timeout_s: float = 120.0) -> di
                 recs: list[dict[str, Any]] = []
                 while time.monotonic() < deadline:
                     recs = played_records(played, stream)
-                    if len(recs) > i and recs[i]["seq"] in tap.first_chunk_ms:
+                    if (
+                        len(recs) > i
+                        and recs[i]["seq"] in tap.first_chunk_ms
+                        and recs[i]["seq"] in tap.chunk_leads_ms
+                    ):
                         break
                     time.sleep(0.05)
                 else:
                     raise TimeoutError(f"sentence {i} ({text!r}) not played within {timeout_s:.0f} s")
                 rec = recs[i]
                 row = timeline(rec, tap.first_chunk_ms[rec["seq"]])
-                rows.append({"seq": rec["seq"], "text_en": text, "text_ja": rec.get("text_ja", ""), **row})
+                leads = tap.chunk_leads_ms[rec["seq"]][1:]
+                rows.append(
+                    {
+                        "seq": rec["seq"],
+                        "text_en": text,
+                        "text_ja": rec.get("text_ja", ""),
+                        **row,
+                        "later_chunk_lead_ms": min(leads) if leads else None,
+                        "underruns": tap.underruns.get(rec["seq"], 0),
+                    }
+                )
     finally:
         tap.close()
     stages = {k: percentiles([r[k] for r in rows]) for k in (*PARTS, "ttfa")}
-    return {"stream": stream, "sentences": rows, "stages": stages}
+    return {"stream": stream, "sentences": rows, "stages": stages, "gapless": gapless(rows)}
+
+
+def gapless(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How far ahead of its turn the tightest later chunk of each sentence arrived (its arrival at
+    playback -> its first sample at the device; the device's own latency is part of it), and
+    the underruns: what a faster start costs, side by side with TTFA."""
+    leads = [r["later_chunk_lead_ms"] for r in rows if r["later_chunk_lead_ms"] is not None]
+    out: dict[str, Any] = {"underruns": sum(r["underruns"] for r in rows), "sentences": len(rows)}
+    if leads:
+        out.update(
+            later_chunk_lead_ms_p50=round(statistics.median(leads), 1),
+            later_chunk_lead_ms_min=round(min(leads), 1),
+        )
+    return out
 
 
 def table(stages: dict[str, dict[str, float]]) -> str:
@@ -232,6 +272,12 @@ def cli_bench(argv: list[str]) -> int:
     res["machine"] = machine()
     res["command"] = "stream-tts bench " + " ".join(argv)
     print(table(res["stages"]))
+    g = res["gapless"]
+    if "later_chunk_lead_ms_min" in g:
+        print(
+            f"later chunks: the tightest arrived {g['later_chunk_lead_ms_min']:.0f} ms before its first "
+            f"sample (p50 over sentences {g['later_chunk_lead_ms_p50']:.0f} ms); underruns: {g['underruns']}"
+        )
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0

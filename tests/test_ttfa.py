@@ -39,6 +39,8 @@ def test_bench_times_every_stage_of_a_tiny_pipeline(tmp_path: Path, tiny_models:
         parts = row["ingest"] + row["translate"] + row["synthesize"] + row["playback"]
         assert row["ttfa"] >= parts - 1.0, row  # 1 ms: the two clocks' rounding (mono vs wall)
         assert row["ttfa"] < 120_000
+        assert row["underruns"] == 0 and row["later_chunk_lead_ms"] is None  # WAV files: no device
+    assert d["gapless"] == {"underruns": 0, "sentences": 3}
 
 
 def test_stages_mode_composes_the_recorded_files(tmp_path: Path) -> None:
@@ -49,3 +51,20 @@ def test_stages_mode_composes_the_recorded_files(tmp_path: Path) -> None:
     parts = sum(d["stages"][s]["p50_ms"] for s in ("ingest", "translate", "synthesize", "playback"))
     assert d["ttfa"]["ttfa_p50_ms"] == pytest.approx(parts, abs=0.01)
     assert d["ttfa"]["largest_ratio_stage"] in ("translate", "synthesize", "playback")
+
+
+def test_gapless_reports_the_tightest_later_chunk_and_the_underruns() -> None:
+    from bench.ttfa import gapless
+
+    rows = [
+        {"later_chunk_lead_ms": 140.0, "underruns": 0},
+        {"later_chunk_lead_ms": 61.5, "underruns": 2},
+        {"later_chunk_lead_ms": None, "underruns": 0},  # one chunk only
+        {"later_chunk_lead_ms": 90.0, "underruns": 0},
+    ]
+    assert gapless(rows) == {
+        "underruns": 2,
+        "sentences": 4,
+        "later_chunk_lead_ms_p50": 90.0,
+        "later_chunk_lead_ms_min": 61.5,
+    }
