@@ -117,7 +117,7 @@ class EngineOptions:
 
     device: str = "auto"
     dtype: str = "auto"
-    first_hop_tokens: int = 10  # the smallest gapless start measured (bench/results/ttfa-gpu.md)
+    first_hop_tokens: int = 12  # with translate's hold: the later chunks' lead kept (ttfa-e2e-h200.md, run 5)
     hop_tokens: int = 25
     deadline_s: float = 60.0
     max_text_tokens: int = 80
