@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,7 +57,7 @@ def test_stages_mode_composes_the_recorded_files(tmp_path: Path) -> None:
 def test_gapless_reports_the_tightest_later_chunk_and_the_underruns() -> None:
     from bench.ttfa import gapless
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"later_chunk_lead_ms": 140.0, "underruns": 0},
         {"later_chunk_lead_ms": 61.5, "underruns": 2},
         {"later_chunk_lead_ms": None, "underruns": 0},  # one chunk only
