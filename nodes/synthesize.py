@@ -8,7 +8,8 @@ identified by (stream, seq, attempt), and a clause seen twice is dropped. A late
 sentence cancels an earlier one still waiting in the queue (ingest re-sent it: one is enough).
 
 Tap events of a sentence's start, for whoever shares this machine's GPU (the translate node
-waits on them, nodes/translate.py `yield_to_synthesize`): `started` (the engine took it),
+waits on them, nodes/translate.py `yield_to_synthesize`): `started` (the engine took it; with
+this host's name and the torch device),
 `text_wait` (it needs more text before its first chunk), `first_chunk` (that chunk is sent).
 
 Outcomes per sentence: chunks then one with last=True; nothing speakable -> a single empty
@@ -27,6 +28,7 @@ cuda_graphs ("auto": on when the device is CUDA; true / false).
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -303,7 +305,10 @@ class SynthesizeNode(Node):
                 return
             if job.cancelled and kind == "chunk":
                 continue  # cancelled: what was made meanwhile is dropped, the error item closes it
-            if kind in ("started", "text_wait"):
+            if kind == "started":  # where it runs: translate holds only for a GPU it shares
+                self.event(kind, job.first, host=socket.gethostname(), device=self.engine.model.device.type)
+                continue
+            if kind == "text_wait":
                 if not job.chunks:
                     self.event(kind, job.first)
                 continue

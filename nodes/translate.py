@@ -27,6 +27,7 @@ Config, section [translate] (every key optional):
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -57,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "yield_to_synthesize": "auto",
     "yield_max_ms": 500,
 }
+HOST = socket.gethostname()
 SYNTH_START_WAIT_S = 0.03  # synthesize says `started` within this when it is free for the sentence
 YIELD_RELEASE = frozenset({"first_chunk", "text_wait", "finished", "error"})
 MAX_STREAMS = 64  # streams whose recent pairs are kept (least recently used forgotten first)
@@ -249,7 +251,8 @@ class TranslateNode(Node):
         first chunk from 111 to 179 ms on an H200 (bench/results/ttfa-e2e-h200.md, run 4), and
         the first chunk is what the listener waits for. Synthesize says `started` at once when it
         is free (else it is busy with an earlier sentence, and this one goes on at once), then
-        `first_chunk`, or `text_wait` if it needs clause 2 first; the hold never exceeds
+        `first_chunk`, or `text_wait` if it needs clause 2 first. A synthesize on another host,
+        or on its CPU, shares no GPU with this one: no hold. The hold never exceeds
         yield_max_ms, so a lost event costs at most that, and the audio does not wait on it."""
         sock = self._synth_events
         if sock is None:
@@ -271,6 +274,8 @@ class TranslateNode(Node):
             if ev.kind in YIELD_RELEASE:
                 break
             if ev.kind == "started":
+                if ev.detail.get("host", HOST) != HOST or ev.detail.get("device") == "cpu":
+                    break  # another machine, or not on a GPU: nothing to share
                 until = t0 + self._yield_max_s
         return _ms(t0)
 

@@ -5,6 +5,7 @@ endpoint, acks from a PULL at the acks endpoint, tap events from a SUB bound at 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,6 +166,7 @@ def test_the_tap_hears_started_then_text_wait_then_first_chunk(node: Harness) ->
     wait = node.event("text_wait", "s9")
     started = node.event("started", "s9")
     assert started.mono_ns <= wait.mono_ns
+    assert started.detail == {"host": socket.gethostname(), "device": "cpu"}  # translate: no GPU shared
     assert not node.audio.poll(300), "a first chunk without the text it needs"
     node.clause("s9", 0, 1, "テストを実行しました。", last=True)
     chunks = node.sentence_audio("s9", 0)

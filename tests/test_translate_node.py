@@ -5,6 +5,7 @@ acks endpoint, tap events at a SUB bound where the tap proxy would be."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -350,8 +351,11 @@ def test_clause_two_waits_while_synthesize_makes_the_first_chunk_and_never_past_
     harness.wait_state("ready")
     time.sleep(0.5)  # the node's subscription reaches this PUB
 
-    def say(kind: str, seq: int) -> None:
-        synth.send_multipart(encode(TapEvent(node="synthesize", kind=kind, stream="y", seq=seq)))
+    def say(kind: str, seq: int, host: str = socket.gethostname(), device: str = "cuda") -> None:
+        detail = {"host": host, "device": device} if kind == "started" else {}
+        synth.send_multipart(
+            encode(TapEvent(node="synthesize", kind=kind, stream="y", seq=seq, detail=detail))
+        )
 
     def clause(timeout_s: float = REPLY_TIMEOUT_S) -> tuple[Clause, float]:
         assert harness.clauses.poll(int(timeout_s * 1000)), "no clause"
@@ -384,14 +388,24 @@ def test_clause_two_waits_while_synthesize_makes_the_first_chunk_and_never_past_
     first_clause(2)
     c, _ = clause(0.5)
     assert (c.seq, c.index) == (2, 1)
+    # synthesize on another host, or on its CPU: no GPU shared, no hold
+    first_clause(4)
+    say("started", 4, host="another-host")
+    c, _ = clause(0.5)
+    assert (c.seq, c.index) == (4, 1)
+    first_clause(5)
+    say("started", 5, device="cpu")
+    c, _ = clause(0.5)
+    assert (c.seq, c.index) == (5, 1)
     # started, then silence (its event lost): held yield_max_ms, not for ever
     first_clause(3)
     t_first = time.monotonic()
     say("started", 3)
     c, t_got = clause(3.0)
     assert (c.seq, c.index) == (3, 1) and 1.4 < t_got - t_first < 2.5
-    held = {e.seq: e.detail["yielded_ms"] for e in harness.finished(4)}
+    held = {e.seq: e.detail["yielded_ms"] for e in harness.finished(6)}
     assert 800 <= held[0] < 1500 and 300 <= held[1] < 1000 and held[2] < 200 and 1500 <= held[3] < 2000
+    assert held[4] < 200 and held[5] < 200
     backend = next(e for e in harness.events if e.kind == "backend")
     assert backend.detail["yield_to_synthesize"] is True
 
