@@ -121,8 +121,8 @@ class EngineOptions:
     hop_tokens: int = 25
     deadline_s: float = 60.0
     max_text_tokens: int = 80
-    min_token_text_ratio: float = 2.0
-    max_token_text_ratio: float = 20.0
+    min_token_text_ratio: float = 2.0  # speech tokens per text token, at least (upstream's bounds)
+    max_token_text_ratio: float = 20.0  # and at most: an utterance that never says eos ends here
     instruct: str = ""
     seed: int = 0
     voices_dir: Path | None = None

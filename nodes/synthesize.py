@@ -8,9 +8,9 @@ identified by (stream, seq, attempt), and a clause seen twice is dropped. A late
 sentence cancels an earlier one still waiting in the queue (ingest re-sent it: one is enough).
 
 Tap events of a sentence's start, for whoever shares this machine's GPU (the translate node
-waits on them, nodes/translate.py `yield_to_synthesize`): `started` (the engine took it; with
-this host's name and the torch device),
-`text_wait` (it needs more text before its first chunk), `first_chunk` (that chunk is sent).
+waits on them, nodes/translate.py `yield_to_synthesize`): `started` (the engine took it; with this
+host's name and the torch device), `text_wait` (it needs more text before its first chunk),
+`first_chunk` (that chunk is sent).
 
 Outcomes per sentence: chunks then one with last=True; nothing speakable -> a single empty
 last chunk (so playback acks it) and a `skipped` event; any engine error (unknown voice,
@@ -40,32 +40,37 @@ from bus.config import unknown_keys
 from bus.errors import EngineError
 from bus.messages import EVENT_ERROR, AudioChunk, Cancel, Clause, ControlMessage, Failed, Message
 from bus.node import Node, main_for
+from nodes.cosyvoice_engine import EngineOptions
 from nodes.errors import NothingToSay, SynthesisCancelled, UnknownVoice
 
 MAX_QUEUED_SENTENCES = 64  # sentences waiting for the engine; past this a new one is failed at once
 REMEMBER_DONE = 4096  # finished (stream, seq, attempt) keys kept to drop late duplicate clauses
 STOP_JOIN_S = 5.0
+HOST = socket.gethostname()  # in `started`: translate holds only for a GPU on its own host
 
 Key = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
 class SynthSettings:
+    """The [synthesize] table: the node's own keys, and the engine's with the engine's defaults."""
+
     model_dir: str = "models/weights/CosyVoice2-0.5B"
-    device: str = "auto"
-    dtype: str = "auto"
+    device: str = EngineOptions.device
+    dtype: str = EngineOptions.dtype
     voice: str = ""
-    instruct: str = ""
+    instruct: str = EngineOptions.instruct
     frontend: str = "kana"
-    first_hop_tokens: int = 12  # with translate's hold: the later chunks' lead kept (ttfa-e2e-h200.md, run 5)
-    hop_tokens: int = 25
-    deadline_s: float = 60.0
-    max_text_tokens: int = 80
-    min_token_text_ratio: float = 2.0  # speech tokens per text token, at least (upstream's bounds)
-    max_token_text_ratio: float = 20.0  # and at most: an utterance that never says eos ends here
-    seed: int = 0
+    first_hop_tokens: int = EngineOptions.first_hop_tokens
+    hop_tokens: int = EngineOptions.hop_tokens
+    deadline_s: float = EngineOptions.deadline_s
+    max_text_tokens: int = EngineOptions.max_text_tokens
+    min_token_text_ratio: float = EngineOptions.min_token_text_ratio
+    max_token_text_ratio: float = EngineOptions.max_token_text_ratio
+    seed: int = EngineOptions.seed
     threads: int = 0  # torch CPU threads; 0 = torch's default
-    cuda_graphs: str = "auto"  # "auto" | true | false (a TOML bool is taken as "true"/"false")
+    # "auto" | true | false (a TOML bool is taken as "true" / "false")
+    cuda_graphs: str = EngineOptions.cuda_graphs
 
     @classmethod
     def from_section(cls, section: Any) -> SynthSettings:
@@ -159,7 +164,7 @@ class SynthesizeNode(Node):
         self.event("voice", name=v.name, source=v.source, cross_lingual=v.cross_lingual, configured=s.voice)
 
     def _open_engine(self) -> Any:
-        from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
+        from nodes.cosyvoice_engine import CosyVoiceEngine
         from nodes.voices import voices_dir
 
         s = self.settings
@@ -306,7 +311,7 @@ class SynthesizeNode(Node):
             if job.cancelled and kind == "chunk":
                 continue  # cancelled: what was made meanwhile is dropped, the error item closes it
             if kind == "started":  # where it runs: translate holds only for a GPU it shares
-                self.event(kind, job.first, host=socket.gethostname(), device=self.engine.model.device.type)
+                self.event(kind, job.first, host=HOST, device=self.engine.model.device.type)
                 continue
             if kind == "text_wait":
                 if not job.chunks:
