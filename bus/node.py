@@ -2,7 +2,8 @@
 
 A node subclasses `Node`, declares which endpoints it binds (`inputs`) and where each message
 type it emits goes (`routes`), and overrides `handle`. It never touches a socket. The loop:
-poll (control first), receive, decode, `handle`, stamp, send what it yields, tick. A bad frame is
+poll (control first), receive, decode, `handle`, stamp, send what it yields, tick; `wake()`, from
+any thread, makes the loop tick at once (a worker's output need not wait for the poll). A bad frame is
 counted and published as a `dropped` event; an EngineError becomes an `error` event and the node
 goes on; anything else is published as a fatal error and re-raised so supervisord restarts us.
 """
@@ -64,7 +65,7 @@ class Node:
     inputs: ClassVar[tuple[str, ...]] = ()  # endpoints this node binds and reads
     routes: ClassVar[dict[type[Message], str]] = {}  # emitted type -> endpoint it is sent to
     listens_control: ClassVar[bool] = True  # subscribe to ingest's control channel
-    poll_ms: ClassVar[int] = POLL_MS  # lower it for a node whose tick() emits time-critical output
+    poll_ms: ClassVar[int] = POLL_MS  # how often tick() runs when nothing wakes the loop (see wake)
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -79,6 +80,8 @@ class Node:
         self._recv_mono_ns = 0
         self._bad_window_end = 0.0
         self._bad_logged = self._bad_unlogged = 0
+        self._wake_addr = f"inproc://wake-{os.getpid()}-{id(self)}"
+        self._wake_senders = threading.local()  # one PUSH per calling thread: sockets are not shared
 
     # ---- what a node overrides -------------------------------------------------------------
     def setup(self) -> None:
@@ -120,6 +123,18 @@ class Node:
             with contextlib.suppress(zmq.ZMQError):  # tap gone or full: drop, never block
                 self._tap.send_multipart(encode(ev), flags=zmq.NOBLOCK)
 
+    def wake(self) -> None:
+        """Make the loop tick now instead of after poll_ms; safe from any thread, never blocks."""
+        sock = getattr(self._wake_senders, "sock", None)
+        if sock is None:
+            sock = zmq.Context.instance().socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 1)  # one pending wake-up is enough
+            sock.connect(self._wake_addr)
+            self._wake_senders.sock = sock
+        with contextlib.suppress(zmq.ZMQError):  # a wake-up already pending (or the loop gone)
+            sock.send(b"", zmq.NOBLOCK)
+
     def finished(self, msg: Message, **detail: Any) -> None:
         """The per-sentence line every node writes to the tap when it is done with a sentence."""
         self.event(EVENT_FINISHED, msg, **detail)
@@ -144,6 +159,9 @@ class Node:
         ep = self.config.endpoints
         self._tap = ep.connect_socket(ctx, "tap_in")
         self._tap.setsockopt(zmq.SNDHWM, TAP_HWM)
+        wakeups = ctx.socket(zmq.PULL)
+        wakeups.setsockopt(zmq.LINGER, 0)
+        wakeups.bind(self._wake_addr)
         heartbeat = Heartbeat(self, ctx)
         heartbeat.start()
         ins = [ep.bind_socket(ctx, name) for name in self.inputs]
@@ -183,6 +201,7 @@ class Node:
             heartbeat.stop()
             raise
         poller = zmq.Poller()
+        poller.register(wakeups, zmq.POLLIN)
         if control is not None:
             poller.register(control, zmq.POLLIN)
         for sock in ins:
@@ -190,6 +209,9 @@ class Node:
         try:
             while self.running:
                 ready = dict(poller.poll(self.poll_ms))
+                if wakeups in ready:
+                    while wakeups.poll(0):
+                        wakeups.recv()
                 if control is not None and control in ready:
                     self._drain(control, outs, control_only=True)
                 for sock in ins:
@@ -200,7 +222,7 @@ class Node:
             self.state = "stopping"
             heartbeat.stop()
             self.close()
-            for sock in [*ins, *outs.values(), *([control] if control else [])]:
+            for sock in [*ins, *outs.values(), *([control] if control else []), wakeups]:
                 sock.close()
             self._tap.close(linger=200)
             self._tap = None

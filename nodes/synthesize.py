@@ -3,9 +3,11 @@
 The runtime is one single-threaded loop, and synthesis takes seconds, so the engine runs in a
 worker thread: `handle(Clause)` feeds the sentence's TextFeed (the first clause starts the job,
 `last` closes its text), and `handle`/`tick` drain what the worker made, pushing each AudioChunk
-as soon as it exists. Sentences are synthesized one at a time, in arrival order; a sentence is
-identified by (stream, seq, attempt), and a clause seen twice is dropped. A later attempt of a
-sentence cancels an earlier one still waiting in the queue (ingest re-sent it: one is enough).
+as soon as it exists (the worker wakes the loop: bus/node.py `wake`; the finished event's
+`send_delay_ms` is the longest any chunk waited). Sentences are synthesized one at a time, in
+arrival order; a sentence is identified by (stream, seq, attempt), and a clause seen twice is
+dropped. A later attempt of a sentence cancels an earlier one still waiting in the queue
+(ingest re-sent it: one is enough).
 
 Tap events of a sentence's start, for whoever shares this machine's GPU (the translate node
 waits on them, nodes/translate.py `yield_to_synthesize`): `started` (the engine took it; with this
@@ -32,7 +34,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -115,19 +117,25 @@ class _Job:
     cancelled: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     text_waited: bool = False
+    send_delay_ms: float = 0.0  # the longest a made chunk waited for the loop to send it
+    wake: Callable[[], None] = lambda: None  # the node's loop, woken to send what the worker put
+
+    def put(self, kind: str, item: Any = None) -> None:
+        """From the worker's thread: hand something to the node's loop, which sends it at once."""
+        self.out.put((kind, item, time.monotonic()))
+        self.wake()
 
     def note_text_wait(self) -> None:
         """The engine found no text waiting (its thread): said once, and only before any audio."""
         if not self.text_waited and not self.chunks:
             self.text_waited = True
-            self.out.put(("text_wait", None, time.monotonic()))
+            self.put("text_wait")
 
 
 class SynthesizeNode(Node):
     name = "synthesize"
     inputs = ("synthesize",)
     routes: ClassVar[dict[type[Message], str]] = {AudioChunk: "playback", Failed: "acks"}
-    poll_ms = 5  # chunks made by the worker leave within 5 ms
 
     def setup(self) -> None:
         self.engine: Any = None
@@ -231,7 +239,7 @@ class SynthesizeNode(Node):
                 if older.key[:2] == key[:2] and older.key[2] < key[2] and older.started is None:
                     older.cancelled = True
                     older.feed.cancel()
-            job = _Job(key, msg, self._recv_wall_ns, self._recv_mono_ns, TextFeed())
+            job = _Job(key, msg, self._recv_wall_ns, self._recv_mono_ns, TextFeed(), wake=self.wake)
             job.feed.on_wait = job.note_text_wait
             self.jobs[key], new = job, True
         if msg.index in job.indices:
@@ -288,17 +296,17 @@ class SynthesizeNode(Node):
             if job is None:
                 return
             job.started = time.monotonic()
-            job.out.put(("started", None, job.started))
+            job.put("started")
             try:
                 if job.cancelled:
                     raise SynthesisCancelled("cancelled before it started")
                 for chunk in self.engine.synthesize(job.feed, self.settings.voice):
-                    job.out.put(("chunk", chunk, time.monotonic()))
-                job.out.put(("done", None, time.monotonic()))
+                    job.put("chunk", chunk)
+                job.put("done")
             except EngineError as exc:
-                job.out.put(("error", exc, time.monotonic()))
+                job.put("error", exc)
             except Exception as exc:  # a bug in the engine: report it on this sentence, keep serving
-                job.out.put(("error", exc, time.monotonic()))
+                job.put("error", exc)
 
     def _emit_ready(self) -> Iterator[Message]:
         """Everything the worker has made for the sentence at the front, in order."""
@@ -322,6 +330,7 @@ class SynthesizeNode(Node):
                 if kind == "chunk":
                     first = job.first_chunk_ms is None
                     yield self._audio(job, item.pcm, item.last)
+                    job.send_delay_ms = max(job.send_delay_ms, (time.monotonic() - t) * 1000)
                     if first and job.first_chunk_ms is not None:  # sent: the GPU is free again
                         self.event("first_chunk", job.first, first_chunk_ms=round(job.first_chunk_ms, 2))
                     for k, v in item.timings.items():
@@ -368,6 +377,7 @@ class SynthesizeNode(Node):
             first_chunk_ms=job.first_chunk_ms,
             rtf=round(wall / audio_s, 4) if audio_s else None,
             audio_s=round(audio_s, 3),
+            send_delay_ms=round(job.send_delay_ms, 2),
             **{k: round(v, 1) for k, v in job.timings.items()},
         )
         if self.state == "error" and self.engine is not None:  # e.g. a voice added since: healthy again

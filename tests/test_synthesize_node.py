@@ -147,6 +147,8 @@ def test_clauses_of_a_sentence_come_out_as_ordered_chunks_of_one_utterance(node:
     done = node.event("finished", "s1")
     assert done.detail["chunks"] == len(chunks) and done.detail["samples"] == audio.size
     assert done.detail["first_chunk_ms"] > 0 and done.detail["rtf"] > 0
+    # each chunk left as soon as it was made: the worker woke the loop (it polls only every 50 ms)
+    assert done.detail["send_delay_ms"] < 20, done.detail
 
 
 def test_first_chunk_leaves_before_the_last_clause_arrives(node: Harness) -> None:

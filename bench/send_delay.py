@@ -1,0 +1,131 @@
+"""How long a chunk synthesize has made waits for its node loop to send it: the worker waking
+the loop (bus/node.py `wake`, now) against the 5 ms poll it used before, side by side.
+
+Each variant is a real synthesize node process on the tiny CosyVoice2 (CPU), fed whole sentences
+one at a time through its PULL; the figure is each sentence's `send_delay_ms` (its finished tap
+event: the longest any of its chunks waited between the worker and the socket). Rounds alternate
+the variants so that the machine's load falls on both.
+
+    python bench/send_delay.py [--sentences 10] [--rounds 2] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ports import free_ports
+from bus.endpoints import LAYOUT
+from bus.messages import AudioChunk, Clause, TapEvent, decode, encode
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_NODE = "import sys; from bus.cli import main; sys.exit(main(['node', 'synthesize']))"
+BEFORE = (  # the loop as it was: no wake-ups, a 5 ms poll
+    "import nodes.synthesize as s; s.SynthesizeNode.poll_ms = 5; s.SynthesizeNode.wake = lambda self: None; "
+    + RUN_NODE
+)
+VARIANTS = {"poll 5 ms, no wake-up (before)": BEFORE, "wake-up, poll 50 ms (now)": RUN_NODE}
+TEXT = "テストを実行しました、ファイルを保存しました。"
+
+
+def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[float]:
+    ports = free_ports(len(LAYOUT))
+    ep = {name: f"tcp://127.0.0.1:{port}" for name, port in zip(LAYOUT, ports, strict=True)}
+    cfg = work / "config.toml"
+    section = {
+        "model_dir": str(model),
+        "frontend": "none",
+        "threads": 1,
+        "first_hop_tokens": 5,
+        "hop_tokens": 5,
+    }
+    cfg.write_text(tomli_w.dumps({"data_dir": str(work / "data"), "endpoints": ep, "synthesize": section}))
+    ctx = zmq.Context()
+    tap, audio, push = ctx.socket(zmq.SUB), ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    tap.setsockopt(zmq.SUBSCRIBE, b"")
+    tap.bind(ep["tap_in"])
+    audio.bind(ep["playback"])
+    push.connect(ep["synthesize"])
+    env = {"STREAM_TTS_CONFIG": str(cfg), "PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, cwd=REPO, stdout=(work / "node.log").open("wb")
+    )
+    delays: list[float] = []
+    try:
+        events = until(tap, lambda e: e.kind == "heartbeat" and e.detail.get("state") == "ready", 120)
+        assert events, f"synthesize never ready: {(work / 'node.log').read_text()[-2000:]}"
+        for seq in range(sentences):
+            push.send_multipart(
+                encode(Clause(stream="b", seq=seq, index=0, text=TEXT, last=True, text_en="en"))
+            )
+            while True:  # the whole sentence out
+                assert audio.poll(60_000), "no audio"
+                chunk = decode(audio.recv_multipart())
+                if isinstance(chunk, AudioChunk) and chunk.last:
+                    break
+            done = until(tap, lambda e, s=seq: e.kind == "finished" and e.seq == s, 10)
+            delays.append(float(done[-1].detail["send_delay_ms"]))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        ctx.destroy(linger=0)
+    return delays
+
+
+def until(tap: zmq.Socket, want: Any, timeout_s: float) -> list[TapEvent]:
+    """Tap events up to the first that `want` accepts (empty if none came in time)."""
+    seen: list[TapEvent] = []
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if tap.poll(100):
+            ev = decode(tap.recv_multipart())
+            if isinstance(ev, TapEvent):
+                seen.append(ev)
+                if want(ev):
+                    return seen
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sentences", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    from models.tiny_cosyvoice import write_random_cosyvoice2
+
+    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = write_random_cosyvoice2(Path(tmp) / "cv")
+        for r in range(args.rounds):
+            for i, (name, code) in enumerate(VARIANTS.items()):
+                work = Path(tmp) / f"{r}-{i}"
+                work.mkdir()
+                results[name] += run_variant(code, model, work, args.sentences)
+                print(f"round {r + 1}: {name} done", file=sys.stderr)
+    print("| variant | sentences | longest chunk wait per sentence, p50 ms | max ms |")
+    print("|---|---|---|---|")
+    for name, d in results.items():
+        print(f"| {name} | {len(d)} | {statistics.median(d):.2f} | {max(d):.2f} |")
+    if args.json:
+        out = {
+            "variants": {k: {"send_delay_ms": v, "p50_ms": statistics.median(v)} for k, v in results.items()}
+        }
+        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
