@@ -402,7 +402,7 @@ def test_clause_two_waits_while_synthesize_makes_the_first_chunk_and_never_past_
     t_first = time.monotonic()
     say("started", 3)
     c, t_got = clause(3.0)
-    assert (c.seq, c.index) == (3, 1) and 1.4 < t_got - t_first < 2.5
+    assert (c.seq, c.index) == (3, 1) and 1.0 < t_got - t_first < 2.5  # the node measures 1.5 s: held[3]
     held = {e.seq: e.detail["yielded_ms"] for e in harness.finished(6)}
     assert 800 <= held[0] < 1500 and 300 <= held[1] < 1000 and held[2] < 200 and 1500 <= held[3] < 2000
     assert held[4] < 200 and held[5] < 200
