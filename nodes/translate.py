@@ -37,10 +37,9 @@ from typing import Any, ClassVar
 import zmq
 
 from bus.errors import EngineError
-from bus.messages import EVENT_DROPPED, Clause, Failed, Message, Sentence, TapEvent, decode
+from bus.messages import EVENT_DROPPED, Clause, Failed, Message, Sentence, TapEvent
 from bus.node import Node, main_for
-from bus.tap import subscribe
-from bus.wire import BadMessage
+from bus.tap import events, subscribe
 from nodes.errors import ModelLoadError
 from nodes.ja_text import ClauseStream, OutClause
 from nodes.llama_engine import LlamaSettings, LlamaTranslator, Translator
@@ -259,24 +258,24 @@ class TranslateNode(Node):
             return 0.0
         key = (msg.stream, msg.seq, msg.attempt)
         t0 = time.monotonic()
-        until = t0 + SYNTH_START_WAIT_S
-        while self.running and (left := until - time.monotonic()) > 0:
-            if not sock.poll(max(1, int(left * 1000))):
-                break
-            try:
-                ev = decode(sock.recv_multipart())
-            except BadMessage:
-                continue
-            if not isinstance(ev, TapEvent) or ev.node != "synthesize":
-                continue
-            if (ev.stream, ev.seq, ev.attempt) != key:
-                continue
+
+        def said(timeout_s: float) -> Iterator[TapEvent]:  # synthesize's events of this sentence
+            for ev in events(sock, timeout_s):
+                if ev.node == "synthesize" and (ev.stream, ev.seq, ev.attempt) == key:
+                    yield ev
+
+        for ev in said(SYNTH_START_WAIT_S):
             if ev.kind in YIELD_RELEASE:
-                break
+                return _ms(t0)
             if ev.kind == "started":
                 if ev.detail.get("host", HOST) != HOST or ev.detail.get("device") == "cpu":
-                    break  # another machine, or not on a GPU: nothing to share
-                until = t0 + self._yield_max_s
+                    return _ms(t0)  # another machine, or not on a GPU: nothing to share
+                break
+        else:
+            return _ms(t0)  # not started: busy with an earlier sentence, or not there at all
+        for ev in said(self._yield_max_s - (time.monotonic() - t0)):
+            if ev.kind in YIELD_RELEASE or not self.running:
+                break
         return _ms(t0)
 
     def _clause(self, msg: Sentence, index: int, c: OutClause) -> Clause:
