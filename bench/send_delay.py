@@ -17,18 +17,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import tomli_w
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ports import free_ports
-from bus.endpoints import LAYOUT
+from bus.config import load_config
 from bus.messages import AudioChunk, Clause, TapEvent, decode, encode
+from bus.tap import events
+from tests.conftest import write_config
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_NODE = "import sys; from bus.cli import main; sys.exit(main(['node', 'synthesize']))"
@@ -41,9 +40,6 @@ TEXT = "テストを実行しました、ファイルを保存しました。"
 
 
 def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[float]:
-    ports = free_ports(len(LAYOUT))
-    ep = {name: f"tcp://127.0.0.1:{port}" for name, port in zip(LAYOUT, ports, strict=True)}
-    cfg = work / "config.toml"
     section = {
         "model_dir": str(model),
         "frontend": "none",
@@ -51,21 +47,23 @@ def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[floa
         "first_hop_tokens": 5,
         "hop_tokens": 5,
     }
-    cfg.write_text(tomli_w.dumps({"data_dir": str(work / "data"), "endpoints": ep, "synthesize": section}))
+    cfg = write_config(work / "config.toml", work / "data", synthesize=section)
+    ep = load_config(cfg, environ={}).endpoints
     ctx = zmq.Context()
     tap, audio, push = ctx.socket(zmq.SUB), ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
     tap.setsockopt(zmq.SUBSCRIBE, b"")
-    tap.bind(ep["tap_in"])
-    audio.bind(ep["playback"])
-    push.connect(ep["synthesize"])
+    tap.bind(ep.bind["tap_in"])
+    audio.bind(ep.bind["playback"])
+    push.connect(ep.connect["synthesize"])
     env = {"STREAM_TTS_CONFIG": str(cfg), "PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
+    log = (work / "node.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, cwd=REPO, stdout=(work / "node.log").open("wb")
+        [sys.executable, "-c", code], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
     )
     delays: list[float] = []
     try:
-        events = until(tap, lambda e: e.kind == "heartbeat" and e.detail.get("state") == "ready", 120)
-        assert events, f"synthesize never ready: {(work / 'node.log').read_text()[-2000:]}"
+        ready = first(tap, lambda e: e.kind == "heartbeat" and e.detail.get("state") == "ready", 120)
+        assert ready, f"synthesize never ready: {(work / 'node.log').read_text()[-2000:]}"
         for seq in range(sentences):
             push.send_multipart(
                 encode(Clause(stream="b", seq=seq, index=0, text=TEXT, last=True, text_en="en"))
@@ -75,8 +73,9 @@ def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[floa
                 chunk = decode(audio.recv_multipart())
                 if isinstance(chunk, AudioChunk) and chunk.last:
                     break
-            done = until(tap, lambda e, s=seq: e.kind == "finished" and e.seq == s, 10)
-            delays.append(float(done[-1].detail["send_delay_ms"]))
+            done = first(tap, lambda e: e.kind == "finished" and e.seq == seq, 10)  # noqa: B023 (used at once)
+            assert done, f"no finished event for seq {seq}"
+            delays.append(float(done.detail["send_delay_ms"]))
     finally:
         proc.terminate()
         proc.wait(30)
@@ -84,18 +83,9 @@ def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[floa
     return delays
 
 
-def until(tap: zmq.Socket, want: Any, timeout_s: float) -> list[TapEvent]:
-    """Tap events up to the first that `want` accepts (empty if none came in time)."""
-    seen: list[TapEvent] = []
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if tap.poll(100):
-            ev = decode(tap.recv_multipart())
-            if isinstance(ev, TapEvent):
-                seen.append(ev)
-                if want(ev):
-                    return seen
-    return []
+def first(tap: zmq.Socket, want: Callable[[TapEvent], bool], timeout_s: float) -> TapEvent | None:
+    """The first tap event that `want` accepts within timeout_s."""
+    return next((ev for ev in events(tap, timeout_s) if want(ev)), None)
 
 
 def main(argv: list[str] | None = None) -> int:
