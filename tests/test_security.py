@@ -23,6 +23,8 @@ from bus.messages import AudioChunk, encode
 mode, seq = sys.argv[1], int(sys.argv[2])
 cfg = load_config()
 ctx = zmq.Context.instance()
+pcm = (0.2 * np.sin(np.arange(4800) / 3)).astype("<f4").tobytes()
+frames = encode(AudioChunk(stream=mode, seq=seq, index=0, last=True, rate_hz=24000, pcm=pcm))
 if mode == "plain":
     sock = ctx.socket(zmq.PUSH)
     sock.connect(cfg.endpoints.connect["playback"])
@@ -35,10 +37,14 @@ elif mode == "stranger":
     sock.connect(cfg.endpoints.connect["playback"])
 else:
     sock = cfg.endpoints.connect_socket(ctx, "playback")
-pcm = (0.2 * np.sin(np.arange(4800) / 3)).astype("<f4").tobytes()
 sock.setsockopt(zmq.LINGER, 3000)
-sock.send_multipart(encode(AudioChunk(stream=mode, seq=seq, index=0, last=True, rate_hz=24000, pcm=pcm)),
-                    flags=zmq.NOBLOCK)
+sock.setsockopt(zmq.SNDTIMEO, 10000 if mode == "keyed" else 2000)
+try:
+    sock.send_multipart(frames)
+except zmq.Again:  # a stranger's connection can be refused before the frames are even queued
+    if mode == "keyed":
+        raise
+    print("refused before sending")
 sock.close()
 """
 
