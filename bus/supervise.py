@@ -137,7 +137,10 @@ def wait_ready(
             shown[st.name] = st.state
             _say(quiet, f"I up: {st.name}: {st.state}" + (f" ({st.error})" if st.error else ""))
 
-    while time.monotonic() < deadline:
+    def settled() -> bool:
+        return all(s.state in ("ready", "error", "fatal", "crashing") for s in states.values())
+
+    while time.monotonic() < deadline and not settled():
         for ev in events(tap, min(SUPERVISOR_CHECK_S, max(deadline - time.monotonic(), 0.01))):
             if ev.node in states and ev.kind == "heartbeat":
                 st = states[ev.node]
@@ -153,15 +156,15 @@ def wait_ready(
                 st = states[ev.node]
                 st.state, st.error = "crashing", str(ev.detail.get("error", ""))
                 show(st)
-        if conf is not None:
+            if settled():  # the last node's word ends the wait at once, not at the window's end
+                break
+        if conf is not None and not settled():
             for line in supervisorctl(conf, "status").stdout.splitlines():
                 parts = line.split()
                 if len(parts) >= 2 and parts[0] in states and parts[1] == "FATAL":
                     st = states[parts[0]]
                     st.state, st.error = "fatal", f"the process keeps exiting; see {_log_of(conf, parts[0])}"
                     show(st)
-        if all(s.state in ("ready", "error", "fatal", "crashing") for s in states.values()):
-            break
     return states
 
 
