@@ -107,6 +107,22 @@ def causal(est: Any) -> bool:
     return all(isinstance(b[2], CausalConv1d) for b in [*est.down_blocks, *est.up_blocks])
 
 
+def compile_blocks(est: Any) -> None:
+    """torch.compile every resnet and transformer block of the decoder, in place.
+
+    Block by block, not the whole forward: the 56 transformer blocks (and the 14 resnets) are
+    instances of one class each, so they share one compiled code with the parameters as inputs,
+    and dynamic shapes let every padded length reuse it. Compiling the whole forward traced all
+    70 blocks as one graph and recompiled it per length: at the real size its warm-up had not
+    finished after 3.5 minutes (bench/results/ttfa-gpu.md). The mask repair and the skip
+    concatenations between the blocks stay eager; the capture that follows removes their launch
+    gaps anyway."""
+    for group in (*est.down_blocks, *est.mid_blocks, *est.up_blocks):
+        group[0].compile(dynamic=True)
+        for block in group[1]:
+            block.compile(dynamic=True)
+
+
 _Graph = tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]
 
 
@@ -135,9 +151,8 @@ class GraphEstimator(torch.nn.Module):
         # torch.compile (inductor) fuses the decoder's ~2,200 kernels a call before the capture:
         # graphs take the launch gaps away, fusion takes the kernels' own time (GPU only)
         self.compiled = compile and self.graphs_on
-        self.graph_forward: Any = (
-            torch.compile(static_forward, dynamic=True) if self.compiled else static_forward
-        )
+        if self.compiled:
+            compile_blocks(estimator)
 
     def padded(self, n: int) -> int:
         return -(-n // self.bucket) * self.bucket
@@ -206,11 +221,11 @@ class GraphEstimator(torch.nn.Module):
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side), cast:
             for _ in range(2):
-                self.graph_forward(self.inner, sx, smask, smu, st, sspks, scond, streaming)
+                static_forward(self.inner, sx, smask, smu, st, sspks, scond, streaming)
         torch.cuda.current_stream(dev).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool), cast:
-            out = self.graph_forward(self.inner, sx, smask, smu, st, sspks, scond, streaming)
+            out = static_forward(self.inner, sx, smask, smu, st, sspks, scond, streaming)
         self.captures += 1
         return graph, statics, out
 
