@@ -73,6 +73,8 @@ class SynthSettings:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     # "auto" | true | false (a TOML bool is taken as "true" / "false")
     cuda_graphs: str = EngineOptions.cuda_graphs
+    compile_flow: bool = EngineOptions.compile_flow
+    compile_lm: bool = EngineOptions.compile_lm
 
     @classmethod
     def from_section(cls, section: Any) -> SynthSettings:
@@ -84,7 +86,7 @@ class SynthSettings:
             want = kinds[key]
             if key == "cuda_graphs" and isinstance(value, bool):
                 value = "true" if value else "false"
-            ok = isinstance(value, want) and not isinstance(value, bool)
+            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value, ok = float(value), True
             if not ok:
@@ -194,6 +196,8 @@ class SynthesizeNode(Node):
             voices_dir=voices_dir(self.config.data_dir),
             state_dir=self.config.data_dir,
             cuda_graphs=s.cuda_graphs,
+            compile_flow=s.compile_flow,
+            compile_lm=s.compile_lm,
         )
         return CosyVoiceEngine(self.config.path_setting("synthesize", "model_dir", s.model_dir), opts)
 
