@@ -4,6 +4,7 @@
 #   end to end (issue 9): wheels buildbg w7b cvreal waitbuild q7b audio e2e t7b
 #   GPU sharing (issue 9): ... audio e2e e2eone e2emps (translate idle during the first chunk; CUDA MPS)
 #   the hold (issue 9): ... audio e2e1 e2eoff e2ey12 (translate's yield_to_synthesize off; first hop 12)
+#   torch.compile (issue 9): ... flowtest ttfacomp ... audio e2e1 e2ecf e2ecb (compile_flow, + compile_lm)
 #   bash bench/gpu/job.sh wait SECONDS      wait for the job, then copy results to $OUT
 W=/tmp/gpu; mkdir -p $W
 cvreal() {  # the real-size random CosyVoice2 folder, once
@@ -60,6 +61,10 @@ run)
       host) { nproc; lscpu; nvidia-smi; } > $W/results/host.txt 2>&1; rc=0; grep -iE "^CPU\(s\)|Thread|Core|Socket|Model name" $W/results/host.txt;;
       e2eoff) E2E_TAG=off E2E_TRANSLATE="yield_to_synthesize = false" e2e 1; rc=$?;;
       e2ey12) E2E_TAG=y12 E2E_SYNTHESIZE="first_hop_tokens = 12" e2e 1; rc=$?;;
+      e2ecf) E2E_TAG=cf E2E_SYNTHESIZE="compile_flow = true" e2e 1; rc=$?;;  # the flow's blocks compiled
+      e2ecb) E2E_TAG=cb E2E_SYNTHESIZE=$'compile_flow = true\ncompile_lm = true' e2e 1; rc=$?;;
+      flowtest) python3 -m pytest -q -p no:cacheprovider tests/test_cosyvoice_flow_graph.py > $W/results/flowtest.txt 2>&1; rc=$?; tail -15 $W/results/flowtest.txt; rc=0;;
+      ttfacomp) cvreal; timeout 600 python3 bench/ttfa_gpu.py --work $W --out $W/results --runs 10 --skip-eager --skip-upstream-sampler --hops 12 --cuts hift,compile,compile-both; rc=$?;;
       e2emps) if mps_up; then E2E_TAG=mps e2e 1; rc=$?; mps_down; else rc=0; fi;;
       t7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,bench7b,report --results $W/results; rc=$?;;
       trans7b) python3 bench/translate_gpu.py --work $W --vocab .device/vocab.tiktoken --stages bandwidth,7b,bench7b,report --results $W/results; rc=$?;;
