@@ -19,7 +19,8 @@ function behind it. `CosyVoiceEngine` is the real one: it loads a model folder
   * on CUDA (`cuda_graphs`), the LM step, the flow estimator and the vocoder's streaming shapes
     replay CUDA graphs captured at load (nodes/cosyvoice_graph.py, cosyvoice_flow_graph.py,
     cosyvoice_hift_graph.py): eager PyTorch is launch bound there (bench/results/synth-gpu.md).
-    Elsewhere nothing changes.
+    The flow's blocks and the LM's norms and MLPs are torch.compile'd before the capture
+    (`compile_flow`, `compile_lm`; undone if the compiler fails). Elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -130,8 +131,10 @@ class EngineOptions:
     cuda_graphs: str = "auto"  # "auto" (on when the device is CUDA), "true", "false"
     graph_flow: bool = True  # with cuda_graphs on: the flow estimator too, not only the LM step
     graph_hift: bool = True  # with cuda_graphs on: the vocoder's first and steady chunk shapes too
-    compile_flow: bool = False  # with graph_flow: torch.compile the estimator before capturing it
-    compile_lm: bool = False  # with cuda_graphs on: torch.compile the LM's norms and MLPs first
+    # with the graphs: torch.compile the flow decoder's blocks / the LM's norms and MLPs before
+    # the capture (TTFA 257 -> 219 ms on an H200, load +10-20 s: bench/results/ttfa-e2e-h200.md)
+    compile_flow: bool = True
+    compile_lm: bool = True
 
     def __post_init__(self) -> None:
         if self.first_hop_tokens < 5 or self.hop_tokens < 5:
@@ -296,7 +299,7 @@ class CosyVoiceEngine:
         self._step: Any = None  # the LM step of speech_tokens (None: the eager LmStep)
         self._vocode: Any = None  # ChunkVocoder's HiFT call (None: hift.inference, eager)
         self.sampler: Any = None  # speech_tokens' sampler (None: cosyvoice_sampling's; benches swap it)
-        self.graphs = "off"  # e.g. "lm+flow+hift", "off", or "failed: why" (auto falls back to eager)
+        self.graphs = "off"  # e.g. "lm(compiled)+flow(compiled)+hift", "off", "failed: why" (auto: eager)
         want = self.options.cuda_graphs
         if want == "true" and self.model.device.type != "cuda":
             raise ModelLoadError(f"cuda_graphs = true needs a CUDA device, not {self.model.device}")
@@ -304,7 +307,38 @@ class CosyVoiceEngine:
             self._build_graphs()
 
     def _build_graphs(self) -> None:
-        """Capture the LM step's and the flow estimator's graphs now (seconds), not mid-sentence."""
+        """Capture the graphs now (seconds; half a minute more with torch.compile), not
+        mid-sentence. A compile that fails is undone and the graphs are captured without it."""
+        from nodes.cosyvoice_flow_graph import decoder_blocks
+        from nodes.cosyvoice_graph import lm_compiled_parts
+        from nodes.torch_compile import uncompile
+
+        m, opts = self.model, self.options
+        flow_inner = m.flow.decoder.estimator
+        note = ""
+        try:
+            try:
+                built = self._capture_graphs(opts.compile_flow, opts.compile_lm)
+            except (RuntimeError, ValueError) as exc:
+                if not (opts.compile_flow or opts.compile_lm):
+                    raise
+                m.flow.decoder.estimator = flow_inner
+                inner = getattr(flow_inner, "inner", flow_inner)
+                uncompile([*decoder_blocks(inner), *lm_compiled_parts(m.llm.llm.model.model)])
+                note = f" (torch.compile failed, graphs without it: {type(exc).__name__}: {exc})"[:300]
+                built = self._capture_graphs(False, False)
+        except (RuntimeError, ValueError) as exc:  # a capture CUDA refuses: eager, or an error if asked
+            m.flow.decoder.estimator = flow_inner
+            if opts.cuda_graphs == "true":
+                raise ModelLoadError(f"CUDA graph capture failed: {exc}") from exc
+            self.graphs = f"failed: {type(exc).__name__}: {exc}"[:300]
+            return
+        self._step, self._vocode, graphed = built
+        self.graphs = graphed + note
+
+    def _capture_graphs(self, compile_flow: bool, compile_lm: bool) -> tuple[Any, Any, str]:
+        """(LM step, vocoder call, what is graphed): the LM step's, the flow estimator's and the
+        vocoder's streaming shapes' graphs, each torch.compile'd first where asked."""
         import torch
 
         from nodes.cosyvoice_flow_graph import install
@@ -314,34 +348,26 @@ class CosyVoiceEngine:
         from nodes.cosyvoice_stream import autocast_for
 
         m, opts = self.model, self.options
-        flow_inner = m.flow.decoder.estimator
+        step = GraphLmStep(m, max_len=LM_GRAPH_MAX_LEN, compile=compile_lm)
+        step.warm()
+        graphed = "lm(compiled)" if compile_lm else "lm"
+        if opts.graph_flow:
+            est = install(m.flow, compile=compile_flow)
+            ratio = int(m.params["token_mel_ratio"])
+            if est.bucket > 1:  # every padded length up to the limit (finalize chunks vary)
+                mels = list(range(est.bucket, FLOW_WARM_TOKENS * ratio + 1, est.bucket))
+            else:  # exact lengths only: the default voice's streaming chunks
+                hops = range(opts.first_hop_tokens, FLOW_WARM_TOKENS + 1, opts.hop_tokens)
+                mels = [h * ratio for h in hops]
+            with torch.inference_mode(), autocast_for(m):
+                est.warm(mels, m.dtype, (True, False))
+            graphed += "+flow(compiled)" if est.compiled else "+flow"
         vocode: Any = None
-        try:
-            step = GraphLmStep(m, max_len=LM_GRAPH_MAX_LEN, compile=opts.compile_lm)
-            step.warm()
-            graphed = "lm"
-            if opts.graph_flow:
-                est = install(m.flow, compile=opts.compile_flow)
-                ratio = int(m.params["token_mel_ratio"])
-                if est.bucket > 1:  # every padded length up to the limit (finalize chunks vary)
-                    mels = list(range(est.bucket, FLOW_WARM_TOKENS * ratio + 1, est.bucket))
-                else:  # exact lengths only: the default voice's streaming chunks
-                    hops = range(opts.first_hop_tokens, FLOW_WARM_TOKENS + 1, opts.hop_tokens)
-                    mels = [h * ratio for h in hops]
-                with torch.inference_mode(), autocast_for(m):
-                    est.warm(mels, m.dtype, (True, False))
-                graphed = "lm+flow+compiled" if est.compiled else "lm+flow"
-            if opts.graph_hift and hift_capturable(m.hift):
-                vocode = GraphHift(m.hift)
-                vocode.warm(model_streaming_shapes(m, opts.first_hop_tokens, opts.hop_tokens))
-                graphed += "+hift"
-        except (RuntimeError, ValueError) as exc:  # a capture CUDA refuses: eager, or an error if asked
-            m.flow.decoder.estimator = flow_inner
-            if opts.cuda_graphs == "true":
-                raise ModelLoadError(f"CUDA graph capture failed: {exc}") from exc
-            self.graphs = f"failed: {type(exc).__name__}: {exc}"[:300]
-            return
-        self._step, self._vocode, self.graphs = step, vocode, graphed
+        if opts.graph_hift and hift_capturable(m.hift):
+            vocode = GraphHift(m.hift)
+            vocode.warm(model_streaming_shapes(m, opts.first_hop_tokens, opts.hop_tokens))
+            graphed += "+hift"
+        return step, vocode, graphed
 
     def voices(self) -> list[str]:
         return self.bank.names()

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from nodes.torch_compile import compile_in_place
+
 GRAPH_MAX_MELS = 2048  # longer inputs (rare: a very long utterance's final chunk) run eagerly
 BUCKET_MELS = 32  # lengths are padded up to a multiple of this
 
@@ -107,8 +109,8 @@ def causal(est: Any) -> bool:
     return all(isinstance(b[2], CausalConv1d) for b in [*est.down_blocks, *est.up_blocks])
 
 
-def compile_blocks(est: Any) -> None:
-    """torch.compile every resnet and transformer block of the decoder, in place.
+def decoder_blocks(est: Any) -> list[torch.nn.Module]:
+    """The decoder's resnets and transformer blocks: what compile_flow compiles, one by one.
 
     Block by block, not the whole forward: the 56 transformer blocks (and the 14 resnets) are
     instances of one class each, so they share one compiled code with the parameters as inputs,
@@ -117,10 +119,11 @@ def compile_blocks(est: Any) -> None:
     finished after 3.5 minutes (bench/results/ttfa-gpu.md). The mask repair and the skip
     concatenations between the blocks stay eager; the capture that follows removes their launch
     gaps anyway."""
+    blocks: list[torch.nn.Module] = []
     for group in (*est.down_blocks, *est.mid_blocks, *est.up_blocks):
-        group[0].compile(dynamic=True)
-        for block in group[1]:
-            block.compile(dynamic=True)
+        blocks.append(group[0])
+        blocks.extend(group[1])
+    return blocks
 
 
 _Graph = tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]
@@ -152,7 +155,7 @@ class GraphEstimator(torch.nn.Module):
         # graphs take the launch gaps away, fusion takes the kernels' own time (GPU only)
         self.compiled = compile and self.graphs_on
         if self.compiled:
-            compile_blocks(estimator)
+            compile_in_place(decoder_blocks(estimator))
 
     def padded(self, n: int) -> int:
         return -(-n // self.bucket) * self.bucket

@@ -18,7 +18,19 @@ from typing import Any
 
 import torch
 
+from nodes.torch_compile import compile_in_place
+
 GRAPH_MAX_INPUT = 8  # input lengths captured as graphs (bistream steps feed 1-7 embeddings)
+
+
+def lm_compiled_parts(trunk: Any) -> list[torch.nn.Module]:
+    """What compile_lm compiles: the RMS norms and the SiLU MLPs, whose elementwise kernels fuse;
+    the 24 layers share one compiled code (parameters are its inputs). Attention stays eager: its
+    cache update indexes by the layer number, a recompile per layer."""
+    parts: list[torch.nn.Module] = [trunk.norm]
+    for layer in trunk.layers:
+        parts.extend((layer.input_layernorm, layer.post_attention_layernorm, layer.mlp))
+    return parts
 
 
 class GraphLmStep:
@@ -48,13 +60,8 @@ class GraphLmStep:
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.captures = 0
         self.replays = 0
-        if compile:  # fuse the RMS norms' and the SiLU MLP's elementwise kernels before the capture;
-            # the 24 layers share one compiled code (parameters are its inputs). Attention stays
-            # eager: its cache update indexes by the layer number, a recompile per layer
-            for layer in self.trunk.layers:
-                for part in (layer.input_layernorm, layer.post_attention_layernorm, layer.mlp):
-                    part.compile(dynamic=True)
-            self.trunk.norm.compile(dynamic=True)
+        if compile:
+            compile_in_place(lm_compiled_parts(self.trunk))
 
     def _forward(self, x: torch.Tensor, cache_position: torch.Tensor) -> torch.Tensor:
         h = self.trunk(

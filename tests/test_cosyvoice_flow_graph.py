@@ -4,6 +4,7 @@ sync in the new forward (the detector sees upstream's), and on a GPU the graph r
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +137,10 @@ def test_cuda_graphs_setting(tiny_models: tuple[Path, Path]) -> None:
     assert SynthSettings.from_section({}).cuda_graphs == "auto"
     with pytest.raises(EngineError, match="cuda_graphs"):
         SynthSettings.from_section({"cuda_graphs": "sometimes"})
-    both = SynthSettings.from_section({"compile_flow": True, "compile_lm": True})
-    assert both.compile_flow and both.compile_lm
-    assert not SynthSettings.from_section({}).compile_flow
+    default = SynthSettings.from_section({})
+    assert default.compile_flow and default.compile_lm  # on, but only with the CUDA graphs
+    neither = SynthSettings.from_section({"compile_flow": False, "compile_lm": False})
+    assert not neither.compile_flow and not neither.compile_lm
     with pytest.raises(EngineError, match="compile_flow must be bool"):
         SynthSettings.from_section({"compile_flow": "yes"})
     with pytest.raises(EngineError, match="hop_tokens must be int"):  # a bool is not an int here
@@ -162,7 +164,7 @@ def test_engine_with_graphs_speaks_like_without(tiny_models: tuple[Path, Path]) 
         engine = CosyVoiceEngine(
             tiny_models[1], EngineOptions(device="cuda", dtype="float32", cuda_graphs=graphs)
         )
-        assert engine.graphs == ("lm+flow+hift" if graphs == "true" else "off")
+        assert engine.graphs == ("lm(compiled)+flow(compiled)+hift" if graphs == "true" else "off")
         out[graphs] = np.concatenate([c.pcm for c in engine.synthesize(text)])
     a, b = out["false"], out["true"]
     assert a.shape == b.shape and a.size > 0
@@ -201,3 +203,30 @@ def test_compiled_graph_replay_equals_eager_on_cuda(tiny_models: tuple[Path, Pat
     # one code per block class, shared by every instance and length: not a compile per block
     frames = torch._dynamo.utils.counters["frames"]
     assert 0 < frames["ok"] <= 6, dict(frames)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_failing_compiler_costs_the_compile_not_the_graphs(
+    tiny_models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torch.compile backend that raises (as inductor does without Triton): the engine undoes the
+    compile, captures the graphs without it, says so, and speaks like the eager engine."""
+    import nodes.torch_compile
+
+    def broken(gm: Any, example_inputs: Any) -> Any:
+        raise RuntimeError("no Triton here")
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(nodes.torch_compile, "BACKEND", broken)
+    text = ["テストを実行しました、", "すべて通りました。"]
+    cuda32 = EngineOptions(device="cuda", dtype="float32", cuda_graphs="true")
+    engine = CosyVoiceEngine(tiny_models[1], cuda32)
+    assert engine.graphs.startswith("lm+flow+hift (torch.compile failed"), engine.graphs
+    assert "no Triton here" in engine.graphs
+    est = engine.model.flow.decoder.estimator
+    assert isinstance(est, GraphEstimator) and not est.compiled and est.captures > 0
+    got = np.concatenate([c.pcm for c in engine.synthesize(text)])
+    eager = CosyVoiceEngine(tiny_models[1], dataclasses.replace(cuda32, cuda_graphs="false"))
+    want = np.concatenate([c.pcm for c in eager.synthesize(text)])
+    assert got.shape == want.shape and np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-2
+    torch._dynamo.reset()
