@@ -132,7 +132,7 @@ class EngineOptions:
     graph_flow: bool = True  # with cuda_graphs on: the flow estimator too, not only the LM step
     graph_hift: bool = True  # with cuda_graphs on: the vocoder's first and steady chunk shapes too
     # with the graphs: torch.compile the flow decoder's blocks / the LM's norms and MLPs before
-    # the capture (TTFA 257 -> 219 ms on an H200, load +10-20 s: bench/results/ttfa-e2e-h200.md)
+    # the capture (TTFA 257 -> 219 ms on an H200, load +5-20 s: bench/results/ttfa-e2e-h200.md, run 6)
     compile_flow: bool = True
     compile_lm: bool = True
 
