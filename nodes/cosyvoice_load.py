@@ -84,6 +84,7 @@ def ensure_network_modules() -> None:
     build matches our CPU torch. When torchaudio is not importable, a stand-in module is
     registered under that name: `logging`, and one stub per function the real file defines, each
     raising if called, so nothing can silently depend on it. With torchaudio, the real module is used."""
+    skip_lightning()
     name = "cosyvoice.utils.file_utils"
     if name in sys.modules:
         return
@@ -106,6 +107,28 @@ def ensure_network_modules() -> None:
     standin.__stream_tts_standin__ = True  # type: ignore[attr-defined]
     sys.modules[name] = standin
     setattr(parent, "file_utils", standin)  # noqa: B010 - a module attribute mypy cannot see
+
+
+def skip_lightning() -> None:
+    """Keep PyTorch Lightning out of the process: ~1.5 s of every synthesize start here.
+
+    CosyVoice's CFM base (`matcha.models.components.flow_matching`) imports
+    `matcha.utils.pylogger` for one logger, and both that module and `matcha.utils`' __init__
+    import Lightning (upstream wraps the logger's methods to print on rank zero only). So
+    `matcha.utils` is registered as its bare package, whose submodules still import, and
+    `pylogger` as a stand-in whose `get_pylogger` is the stdlib's `logging.getLogger`."""
+    if "matcha.utils" in sys.modules or importlib.util.find_spec("matcha") is None:
+        return  # already imported, or no matcha: the model load says what is missing
+    import matcha
+
+    package = types.ModuleType("matcha.utils", "matcha.utils without its Lightning imports (cosyvoice_load)")
+    package.__path__ = [str(Path(next(iter(matcha.__path__))) / "utils")]
+    pylogger = types.ModuleType("matcha.utils.pylogger", "stream-tts stand-in (see skip_lightning)")
+    pylogger.get_pylogger = logging.getLogger  # type: ignore[attr-defined]
+    package.pylogger = pylogger  # type: ignore[attr-defined]
+    sys.modules["matcha.utils"] = package
+    sys.modules["matcha.utils.pylogger"] = pylogger
+    setattr(matcha, "utils", package)  # noqa: B010 - what the import system does for a submodule
 
 
 def _needs_torchaudio(qualname: str) -> Callable[..., Any]:

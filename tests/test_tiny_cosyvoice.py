@@ -69,6 +69,9 @@ def test_loads_strictly_in_a_fresh_process_without_training_modules(tiny_models:
         "import sys; from pathlib import Path; from nodes.cosyvoice_load import load_cosyvoice2\n"
         f"m = load_cosyvoice2(Path({str(tiny_models[1])!r}))\n"
         "assert 'cosyvoice.dataset.processor' not in sys.modules and 'torchaudio' not in sys.modules\n"
+        "assert 'lightning' not in sys.modules, 'PyTorch Lightning was imported'\n"
+        "import logging; from matcha.utils.pylogger import get_pylogger\n"
+        "assert get_pylogger is logging.getLogger\n"
         "print(m.sample_rate, m.params['chunk_size'], m.samples_per_mel, sorted(m.spk2info))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
