@@ -78,13 +78,13 @@ def start_margin_ms(arrivals_ms: list[float], audio_ms: list[float]) -> float:
 
 
 CUTS: dict[str, tuple[str, dict[str, Any]]] = {  # --cuts: name -> (label, EngineOptions changes)
+    # each cut sets both compiles: the graph classes compile (or restore) the modules in place
     "base": ("lm+flow-graph", {"graph_hift": False, "compile_flow": False, "compile_lm": False}),
     "hift": ("lm+flow+hift-graph", {"graph_hift": True, "compile_flow": False, "compile_lm": False}),
     "compile": (
         "lm+flow(compiled)+hift-graph",
         {"graph_hift": True, "compile_flow": True, "compile_lm": False},
     ),
-    # the LM cuts come last: compiling its layers is done in place, for every later variant
     "lm-compile": (
         "lm(compiled)+flow+hift-graph",
         {"graph_hift": True, "compile_flow": False, "compile_lm": True},

@@ -309,10 +309,6 @@ class CosyVoiceEngine:
     def _build_graphs(self) -> None:
         """Capture the graphs now (seconds; half a minute more with torch.compile), not
         mid-sentence. A compile that fails is undone and the graphs are captured without it."""
-        from nodes.cosyvoice_flow_graph import decoder_blocks
-        from nodes.cosyvoice_graph import lm_compiled_parts
-        from nodes.torch_compile import uncompile
-
         m, opts = self.model, self.options
         flow_inner = m.flow.decoder.estimator
         note = ""
@@ -322,9 +318,7 @@ class CosyVoiceEngine:
             except (RuntimeError, ValueError) as exc:
                 if not (opts.compile_flow or opts.compile_lm):
                     raise
-                m.flow.decoder.estimator = flow_inner
-                inner = getattr(flow_inner, "inner", flow_inner)
-                uncompile([*decoder_blocks(inner), *lm_compiled_parts(m.llm.llm.model.model)])
+                m.flow.decoder.estimator = flow_inner  # the graph classes uncompile what they compiled
                 note = f" (torch.compile failed, graphs without it: {type(exc).__name__}: {exc})"[:300]
                 built = self._capture_graphs(False, False)
         except (RuntimeError, ValueError) as exc:  # a capture CUDA refuses: eager, or an error if asked

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from nodes.torch_compile import compile_in_place
+from nodes.torch_compile import compile_in_place, uncompile
 
 GRAPH_MAX_MELS = 2048  # longer inputs (rare: a very long utterance's final chunk) run eagerly
 BUCKET_MELS = 32  # lengths are padded up to a multiple of this
@@ -154,8 +154,8 @@ class GraphEstimator(torch.nn.Module):
         # torch.compile (inductor) fuses the decoder's ~2,200 kernels a call before the capture:
         # graphs take the launch gaps away, fusion takes the kernels' own time (GPU only)
         self.compiled = compile and self.graphs_on
-        if self.compiled:
-            compile_in_place(decoder_blocks(estimator))
+        blocks = decoder_blocks(estimator)
+        compile_in_place(blocks) if self.compiled else uncompile(blocks)  # not compiled: plain blocks
 
     def padded(self, n: int) -> int:
         return -(-n // self.bucket) * self.bucket

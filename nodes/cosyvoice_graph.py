@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from nodes.torch_compile import compile_in_place
+from nodes.torch_compile import compile_in_place, uncompile
 
 GRAPH_MAX_INPUT = 8  # input lengths captured as graphs (bistream steps feed 1-7 embeddings)
 
@@ -60,8 +60,8 @@ class GraphLmStep:
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.captures = 0
         self.replays = 0
-        if compile:
-            compile_in_place(lm_compiled_parts(self.trunk))
+        parts = lm_compiled_parts(self.trunk)
+        compile_in_place(parts) if compile else uncompile(parts)  # not compiled: plain modules
 
     def _forward(self, x: torch.Tensor, cache_position: torch.Tensor) -> torch.Tensor:
         h = self.trunk(
