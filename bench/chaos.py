@@ -335,7 +335,7 @@ def run_chaos(
         for i0, s in enumerate(names)
     }
     sh = Shared()
-    t0 = time.monotonic()
+    t0, wall0 = time.monotonic(), time.time()
     watchers = [
         threading.Thread(target=watch_tap, args=(config, sh), daemon=True),
     ]
@@ -352,7 +352,10 @@ def run_chaos(
         t.start()
     deadline = t0 + timeout_s
     timed_out = False
+    sent_s: float | None = None  # when the producers had every sentence accepted
     while True:
+        if sent_s is None and sh.producers_done == len(producers):
+            sent_s = time.monotonic() - t0
         done = sh.producers_done == len(producers) and not killer.is_alive()
         if done and _open_count(config.data_dir) == 0:
             time.sleep(SETTLE_S)
@@ -369,6 +372,9 @@ def run_chaos(
     per_node = {n: sum(1 for k in sh.kills if k["node"] == n) for n in NODES}
     result.update(
         seconds=round(produced_s, 1),
+        # which phase set the length: the last kill, or the last sentence accepted
+        kills_done_s=round(max((k["at"] for k in sh.kills), default=wall0) - wall0, 1),
+        accepted_by_s=None if sent_s is None else round(sent_s, 1),
         timed_out=timed_out,
         kills=len(sh.kills),
         kills_per_node=per_node,
@@ -400,6 +406,7 @@ def table(res: dict[str, Any]) -> str:
         ("sentences retried", res["retried"]),
         ("producer re-sends", res["producer_resends"]),
         ("seconds", res["seconds"]),
+        ("last kill / all accepted at (s)", f"{res['kills_done_s']} / {res['accepted_by_s']}"),
     ]
     return "\n".join(f"{k:<22} {v}" for k, v in rows)
 
