@@ -24,7 +24,8 @@ whichever is measured faster on the model; the `engine` event at start shows bot
 dtype ("auto": float16 on CUDA), voice ("" = the model's first speaker, else "default": see
 nodes/voices.py), instruct, frontend
 ("kana" | "none"), first_hop_tokens, hop_tokens, deadline_s, max_text_tokens, seed, threads,
-cuda_graphs ("auto": on when the device is CUDA; true / false).
+cuda_graphs ("auto": on when the device is CUDA; true / false), compile_flow and compile_lm
+(torch.compile before the graphs are captured; on by default, acting only with the graphs).
 """
 
 from __future__ import annotations
