@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -44,6 +45,7 @@ from bus.messages import (
 )
 from bus.security import SecurityError
 
+HOST = socket.gethostname()  # where a node runs, in events that say so (synthesize's `started`)
 POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
 EVENT_STALE = "stale"  # a cancelled, superseded or duplicate message, not acted on
 SETUP_FAILURE_PAUSE_S = 5.0  # a node whose setup crashed says why this long before it exits,

@@ -31,7 +31,6 @@ cuda_graphs ("auto": on when the device is CUDA; true / false), compile_flow and
 from __future__ import annotations
 
 import queue
-import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -42,14 +41,13 @@ from typing import Any, ClassVar
 from bus.config import unknown_keys
 from bus.errors import EngineError
 from bus.messages import EVENT_ERROR, AudioChunk, Cancel, Clause, ControlMessage, Failed, Message
-from bus.node import Node, main_for
+from bus.node import HOST, Node, main_for
 from nodes.cosyvoice_engine import EngineOptions
 from nodes.errors import NothingToSay, SynthesisCancelled, UnknownVoice
 
 MAX_QUEUED_SENTENCES = 64  # sentences waiting for the engine; past this a new one is failed at once
 REMEMBER_DONE = 4096  # finished (stream, seq, attempt) keys kept to drop late duplicate clauses
 STOP_JOIN_S = 5.0
-HOST = socket.gethostname()  # in `started`: translate holds only for a GPU on its own host
 
 Key = tuple[str, int, int]
 

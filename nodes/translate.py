@@ -27,7 +27,6 @@ Config, section [translate] (every key optional):
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -38,7 +37,7 @@ import zmq
 
 from bus.errors import EngineError
 from bus.messages import EVENT_DROPPED, Clause, Failed, Message, Sentence, TapEvent
-from bus.node import Node, main_for
+from bus.node import HOST, Node, main_for
 from bus.tap import events, subscribe
 from nodes.errors import ModelLoadError
 from nodes.ja_text import ClauseStream, OutClause
@@ -57,7 +56,6 @@ DEFAULTS: dict[str, Any] = {
     "yield_to_synthesize": "auto",
     "yield_max_ms": 500,
 }
-HOST = socket.gethostname()
 SYNTH_START_WAIT_S = 0.03  # synthesize says `started` within this when it is free for the sentence
 YIELD_RELEASE = frozenset({"first_chunk", "text_wait", "finished", "error"})
 MAX_STREAMS = 64  # streams whose recent pairs are kept (least recently used forgotten first)

@@ -134,11 +134,11 @@ def test_cuda_graphs_setting(tiny_models: tuple[Path, Path]) -> None:
 
     assert SynthSettings.from_section({"cuda_graphs": True}).cuda_graphs == "true"
     assert SynthSettings.from_section({"cuda_graphs": False}).cuda_graphs == "false"
-    assert SynthSettings.from_section({}).cuda_graphs == "auto"
+    default = SynthSettings.from_section({})
+    assert default.cuda_graphs == "auto"
+    assert default.compile_flow and default.compile_lm  # on, but only with the CUDA graphs
     with pytest.raises(EngineError, match="cuda_graphs"):
         SynthSettings.from_section({"cuda_graphs": "sometimes"})
-    default = SynthSettings.from_section({})
-    assert default.compile_flow and default.compile_lm  # on, but only with the CUDA graphs
     neither = SynthSettings.from_section({"compile_flow": False, "compile_lm": False})
     assert not neither.compile_flow and not neither.compile_lm
     with pytest.raises(EngineError, match="compile_flow must be bool"):
