@@ -7,9 +7,9 @@ VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip
 STAMP := $(VENV)/.setup-done
 # Platform decisions (apt or Homebrew packages, llama.cpp's Metal/CUDA/CPU build, the torch pin)
-# live in bus/setup_plan.py, run with the system python3 before the venv exists; it documents
-# every branch and `python3 bus/setup_plan.py describe` shows what this machine gets.
-PLAN := python3 bus/setup_plan.py
+# live in stream_tts/setup_plan.py, run with the system python3 before the venv exists; it documents
+# every branch and `python3 stream_tts/setup_plan.py describe` shows what this machine gets.
+PLAN := python3 stream_tts/setup_plan.py
 # Go in without their declared dependencies: cosyvoice-minicpmo asks for onnxruntime-gpu and a CUDA
 # torch; openai-whisper asks for triton. What their modules really import is in pyproject's extras.
 NODEPS_PACKAGES := cosyvoice-minicpmo==0.1.0 openai-whisper==20250625
@@ -17,7 +17,7 @@ NODEPS_PACKAGES := cosyvoice-minicpmo==0.1.0 openai-whisper==20250625
 .PHONY: setup system-packages test lint typecheck run up down bench clean-venv
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile bus/setup_plan.py
+$(STAMP): pyproject.toml Makefile stream_tts/setup_plan.py
 	@$(MAKE) --no-print-directory system-packages
 	@echo "==> python environment in $(VENV)"
 	@command -v $(PY) >/dev/null || { echo "E setup: $(PY) not found: $$($(PLAN) python_hint); or name one: make setup PY=/path/to/python3.11"; exit 1; }
@@ -52,14 +52,16 @@ test: setup
 	  wait $$mypy_pid; types=$$?; echo "==> mypy"; cat "$$log"; rm -f "$$log"; \
 	  test $$tests -eq 0 -a $$types -eq 0
 
+# lint-imports: the layering contracts of pyproject.toml ([tool.importlinter]; docs/architecture.md)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy
 
-# models (asks before many GB; YES=1 agrees), doctor, up, and a spoken greeting: bus/run_flow.py
+# models (asks before many GB; YES=1 agrees), doctor, up, and a spoken greeting: stream_tts/first_run.py
 run: setup
 	$(VENV)/bin/stream-tts run $(if $(YES),--yes)
 

@@ -48,12 +48,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus import topology
 from bus.client import IngestUnavailable, Publisher
 from bus.config import Config, load_config
 from bus.endpoints import RECONNECT_IVL_MAX_MS
 from bus.tap import events, subscribe
 
-NODES = ("ingest", "translate", "synthesize", "playback")
+NODES = topology.NODE_NAMES
 ACCEPT_POLL_S = 0.05
 RESEND_AFTER_S = 15.0  # not journaled this long with no ingest restart in between: send again
 KILL_LOOKBACK_S = 3.0  # an ingest kill this long before a send may still have swallowed it
@@ -429,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["STREAM_TTS_DATA_DIR"] = str(Path(args.data_dir).resolve())
     common = ["--config", args.config, "--data-dir", args.data_dir]
     if args.up:
-        from bus.supervise import cli_up
+        from stream_tts.supervise import cli_up
 
         if cli_up([*common, "--tiny", "--quiet"]) != 0:
             return 1
@@ -447,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         if args.up:
-            from bus.supervise import cli_down
+            from stream_tts.supervise import cli_down
 
             cli_down(common)
     print(table(res))

@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_stream import autocast_for
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.stream import autocast_for
 
 
 def timed(fn: Any, runs: int) -> float:

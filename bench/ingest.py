@@ -35,8 +35,8 @@ from bus.client import Publisher
 from bus.config import load_config
 from bus.endpoints import LAYOUT
 from bus.messages import Sentence, decode
-from nodes.claude_stream import StreamJsonReader, read_lines, says
-from nodes.speakable import SentenceStream
+from nodes.ingest.speakable import SentenceStream
+from stream_tts.claude.stream_json import StreamJsonReader, read_lines, says
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data" / "ingest"
@@ -106,8 +106,12 @@ def bus_delay(pieces: list[str], want: int) -> dict[str, list[float]]:
         config = load_config(cfg, environ={})
         pull = config.endpoints.bind_socket(zmq.Context.instance(), "translate")
         log = (Path(tmp) / "ingest.log").open("wb")
-        node = subprocess.Popen([sys.executable, "-m", "bus.cli", "node", "ingest", "--config", str(cfg)],
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        node = subprocess.Popen(
+            [sys.executable, "-m", "stream_tts.cli", "node", "ingest", "--config", str(cfg)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         in_node: list[float] = []
         hops: list[float] = []
         try:

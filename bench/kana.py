@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nodes.kana import KanaFrontend
+from nodes.synthesize.kana.reading import KanaFrontend
 from tests.test_kana import cer, load_cases
 
 

@@ -30,10 +30,10 @@ from bus.tap import events
 from tests.conftest import write_config
 
 REPO = Path(__file__).resolve().parent.parent
-RUN_NODE = "import sys; from bus.cli import main; sys.exit(main(['node', 'synthesize']))"
+RUN_NODE = "import sys; from stream_tts.cli import main; sys.exit(main(['node', 'synthesize']))"
 BEFORE = (  # the loop as it was: no wake-ups, a 5 ms poll
-    "import nodes.synthesize as s; s.SynthesizeNode.poll_ms = 5; s.SynthesizeNode.wake = lambda self: None; "
-    + RUN_NODE
+    "import nodes.synthesize.node as s; s.SynthesizeNode.poll_ms = 5; "
+    "s.SynthesizeNode.wake = lambda self: None; " + RUN_NODE
 )
 VARIANTS = {"poll 5 ms, no wake-up (before)": BEFORE, "wake-up, poll 50 ms (now)": RUN_NODE}
 TEXT = "テストを実行しました、ファイルを保存しました。"
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    from models.tiny_cosyvoice import write_random_cosyvoice2
+    from nodes.synthesize.cosyvoice.tiny import write_random_cosyvoice2
 
     results: dict[str, list[float]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:

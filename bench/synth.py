@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_stream import ChunkVocoder, LmStep, Timings, autocast_for
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.stream import ChunkVocoder, LmStep, Timings, autocast_for
 
 SENTENCE = ["テストを実行しました、", "すべてのテストが通りました。"]
 PREFILL_TOKENS = 120  # ~ a prompt plus a sentence, as in gpu-anchors.md
@@ -146,8 +146,8 @@ def _graph_step_ms(m: Any, steps: int) -> float:
 def bench_sampler(engine: CosyVoiceEngine, tokens: int = 200) -> dict[str, Any]:
     """One speech token drawn from the LM's scores: upstream's ras_sampling as its LM calls it against
     nodes/cosyvoice_sampling's tensor version, alternated token by token (the same draws: same seed)."""
-    from nodes.cosyvoice_sampling import sampler_for, upstream_sampler
-    from nodes.cosyvoice_stream import TOP_K
+    from nodes.synthesize.cosyvoice.sampling import sampler_for, upstream_sampler
+    from nodes.synthesize.cosyvoice.stream import TOP_K
 
     m = engine.model
     vocab = int(m.llm.speech_token_size) + 3
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.model
         built_s = None
         if folder is None:
-            from models.tiny_cosyvoice import write_random_cosyvoice2
+            from nodes.synthesize.cosyvoice.tiny import write_random_cosyvoice2
 
             t0 = time.perf_counter()
             folder = write_random_cosyvoice2(Path(tmp) / f"cosyvoice2-{args.size}", size=args.size)

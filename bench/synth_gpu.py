@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nodes.cosyvoice_stream as stream
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_graph import GraphLmStep
+import nodes.synthesize.cosyvoice.stream as stream
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.lm_graph import GraphLmStep
 
 SENTENCE = ["テストを実行しました、", "すべてのテストが通りました。"]
 FLOW_ODE_STEPS = 10  # CausalMaskedDiffWithXvec.inference runs its CFM decoder with n_timesteps=10
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bandwidth-gbs", type=float, required=True)
     ap.add_argument("--first-hop", type=int, default=15)
     args = ap.parse_args(argv)
-    from models.tiny_cosyvoice import write_random_cosyvoice2
+    from nodes.synthesize.cosyvoice.tiny import write_random_cosyvoice2
 
     folder = args.work / f"cosyvoice2-{args.size}"
     t0 = time.perf_counter()

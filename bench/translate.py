@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import llama_cpp
 import numpy as np
 
-from models.tiny_gguf import write_tiny_qwen2_gguf
-from nodes.llama_engine import SPLIT_SHARD, LlamaSettings, LlamaTranslator
-from nodes.placeholders import protect
+from nodes.translate.llama.engine import SPLIT_SHARD, LlamaSettings, LlamaTranslator
+from nodes.translate.llama.tiny import write_tiny_qwen2_gguf
+from nodes.translate.placeholders import protect
 
 CLAUSE_TOKENS = 8
 SENTENCES = [

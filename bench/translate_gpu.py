@@ -108,7 +108,7 @@ SCRIPTED_ANSWER = "テスト結果を確認、全件が正常に通りました�
 def write_7b(work: Path, vocab_file: Path) -> dict[str, Any]:
     import dataclasses
 
-    from models.tiny_gguf import QWEN25_7B, tiktoken_vocab, write_random_qwen2_gguf
+    from nodes.translate.llama.tiny import QWEN25_7B, tiktoken_vocab, write_random_qwen2_gguf
 
     f16 = work / "qwen2.5-7b-random-f16.gguf"
     t0 = time.perf_counter()
@@ -132,7 +132,7 @@ def quantize_7b(work: Path, written: dict[str, Any]) -> dict[str, Any]:
 def make_model(work: Path, size: str, vocab_file: Path) -> dict[str, Any]:
     import dataclasses
 
-    from models.tiny_gguf import QWEN25_72B, tiktoken_vocab, write_random_qwen2_gguf
+    from nodes.translate.llama.tiny import QWEN25_72B, tiktoken_vocab, write_random_qwen2_gguf
 
     if size == "7b":
         return quantize_7b(work, write_7b(work, vocab_file))

@@ -254,7 +254,7 @@ def cli_bench(argv: list[str]) -> int:
     if args.data_dir:
         os.environ["STREAM_TTS_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.up:
-        from bus.supervise import cli_up
+        from stream_tts.supervise import cli_up
 
         if cli_up([*common, "--tiny", "--quiet"]) != 0:
             return 1
@@ -266,7 +266,7 @@ def cli_bench(argv: list[str]) -> int:
         return 1
     finally:
         if args.up:
-            from bus.supervise import cli_down
+            from stream_tts.supervise import cli_down
 
             cli_down(common)
     res["machine"] = machine()

@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO))
 
 from bench import ttfa_stages  # noqa: E402
 from bench.synth_gpu import SENTENCE, floor  # noqa: E402
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions  # noqa: E402
-from nodes.cosyvoice_flow_graph import GraphEstimator, static_forward  # noqa: E402
-from nodes.cosyvoice_hift_graph import model_streaming_shapes  # noqa: E402
-from nodes.cosyvoice_sampling import upstream_sampler  # noqa: E402
-from nodes.cosyvoice_stream import TOP_K, autocast_for  # noqa: E402
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions  # noqa: E402
+from nodes.synthesize.cosyvoice.flow_graph import GraphEstimator, static_forward  # noqa: E402
+from nodes.synthesize.cosyvoice.hift_graph import model_streaming_shapes  # noqa: E402
+from nodes.synthesize.cosyvoice.sampling import upstream_sampler  # noqa: E402
+from nodes.synthesize.cosyvoice.stream import TOP_K, autocast_for  # noqa: E402
 
 
 def sync() -> None:
@@ -99,7 +99,7 @@ CUTS: dict[str, tuple[str, dict[str, Any]]] = {  # --cuts: name -> (label, Engin
 def hift_prepare_ab(folder: Path, n_mel: int = 20, runs: int = 30) -> dict[str, float]:
     """HiFT's eager first-chunk call as upstream loads it (weight norm recomputed, CPU window and
     harmonics copied each call) against nodes/cosyvoice_load.prepare_hift's, alternating."""
-    from nodes.cosyvoice_load import build_sections, load_hift_weights, prepare_hift
+    from nodes.synthesize.cosyvoice.load import build_sections, load_hift_weights, prepare_hift
 
     def load() -> Any:
         hift = build_sections(folder, ["hift"])["hift"]
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cuts", default="base,hift,compile,compile-both", help=f"stacked variants, of {','.join(CUTS)}"
     )
     args = ap.parse_args(argv)
-    from models.tiny_cosyvoice import write_random_cosyvoice2
+    from nodes.synthesize.cosyvoice.tiny import write_random_cosyvoice2
 
     res: dict[str, Any] = {
         "device": torch.cuda.get_device_name(),

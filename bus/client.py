@@ -13,19 +13,25 @@ exits right after sending loses nothing.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
+from collections.abc import Iterator
 from types import TracebackType
 
 import zmq
 
-from bus.config import Config, ConfigError, load_config
+from bus.config import Config
 from bus.messages import ControlMessage, Message, Stamp, TextIn, encode
 
 WAIT_FOR_INGEST_S = 2.5  # `say` must fail within 3 s when ingest is down
 CLOSE_LINGER_MS = 3000  # time given to queued text to leave on close
 PIECE_CHARS = 8000  # at most 32 KB of UTF-8: well inside a header's 64 KiB
+
+
+def text_pieces(text: str, max_chars: int = PIECE_CHARS) -> Iterator[tuple[str, bool]]:
+    """(piece, last) for a text of any length, each piece small enough for one message header;
+    ingest's segmenter is indifferent to where the cuts fall. An empty text is one empty piece."""
+    for start in range(0, max(len(text), 1), max_chars):
+        yield text[start : start + max_chars], start + max_chars >= len(text)
 
 
 def wait_for_subscriber(sock: zmq.Socket, wait_s: float) -> bool:
@@ -98,9 +104,7 @@ class Publisher:
 
     def send(self, stream: str, text: str, final: bool = True, source: str = "client") -> None:
         """Text of any length: pieces small enough for one header, `final` on the last only."""
-        pieces = [text[i : i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)] or [""]
-        for i, piece in enumerate(pieces):
-            last = i == len(pieces) - 1
+        for piece, last in text_pieces(text):
             self.send_message(TextIn(stream=stream, text=piece, final=final and last, source=source))
 
     def control(self, msg: ControlMessage) -> None:
@@ -114,23 +118,3 @@ class Publisher:
         if self._ctx is not None and self._given_ctx is None:
             self._ctx.term()
             self._ctx = None
-
-
-def cli_say(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stream-tts say", description="Speak TEXT through the pipeline.")
-    parser.add_argument("text", nargs="+", help="the English text; '-' reads stdin")
-    parser.add_argument("--stream", default="cli", help="stream (agent session) name (default: cli)")
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
-    args = parser.parse_args(argv)
-    text = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
-    if not text.strip():
-        print("E say: nothing to say (empty text)", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config)
-        with Publisher(config) as pub:
-            pub.send(args.stream, text, final=True, source="say")
-    except (IngestUnavailable, ConfigError) as exc:
-        print(f"E say: {exc}", file=sys.stderr)
-        return 1
-    return 0

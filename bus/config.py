@@ -14,8 +14,10 @@ STREAM_TTS_DATA_DIR overrides data_dir.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
+import sys
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -103,3 +105,22 @@ def unknown_keys(name: str, section: Mapping[str, Any], known: Iterable[str]) ->
     if not unknown:
         return None
     return f"[{name}] unknown key(s) {', '.join(unknown)}; known: {', '.join(allowed)}"
+
+
+def add_config_option(parser: argparse.ArgumentParser, help_: str = "TOML config") -> None:
+    """The `--config FILE` every command and node takes (one spelling, one default)."""
+    parser.add_argument("--config", metavar="FILE", help=f"{help_} (default: ${ENV_CONFIG})")
+
+
+def parse_with_config(
+    parser: argparse.ArgumentParser, argv: list[str] | None, help_: str = "TOML config"
+) -> tuple[argparse.Namespace, Config]:
+    """Parse argv (with `--config` added) and load the config. A config that cannot be loaded
+    ends the command as a usage error does: `E <command>: why` on stderr, exit status 2."""
+    add_config_option(parser, help_)
+    args = parser.parse_args(argv)
+    try:
+        return args, load_config(args.config)
+    except ConfigError as exc:
+        print(f"E {parser.prog.removeprefix('stream-tts ')}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -7,22 +7,33 @@ import contextlib
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import zmq
 
-from bus.messages import EVENT_HEARTBEAT, TapEvent, encode
-
-if TYPE_CHECKING:
-    from bus.node import Node
+from bus.config import Config
+from bus.events import Kind
+from bus.messages import TapEvent, encode
 
 HEARTBEAT_S = 1.0  # state and counters to the tap; `up` and `status` read them
+
+
+class Beating(Protocol):
+    """What a heartbeat reads of its node (bus.node.Node): read on every beat, never cached."""
+
+    @property
+    def name(self) -> str: ...
+
+    config: Config
+    state: str
+    state_detail: str
+    counters: dict[str, int]
 
 
 class Heartbeat:
     """A thread with its own PUB socket: the node's state reaches the tap even mid-inference."""
 
-    def __init__(self, node: Node, ctx: zmq.Context) -> None:
+    def __init__(self, node: Beating, ctx: zmq.Context) -> None:
         self.node = node
         self.ctx = ctx
         self._stop = threading.Event()
@@ -43,7 +54,7 @@ class Heartbeat:
                 n = self.node
                 ev = TapEvent(
                     node=n.name,
-                    kind=EVENT_HEARTBEAT,
+                    kind=Kind.HEARTBEAT,
                     detail={"state": n.state, "error": n.state_detail, "pid": os.getpid(), **n.counters},
                     wall_ns=time.time_ns(),
                     mono_ns=time.monotonic_ns(),

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from bus.events import kind_of
 from bus.wire import PAYLOAD, PLAIN, STAMPS, BadMessage, Stamp, Stamps, check, decoder, encoder, schema  # noqa: F401 (re-exported)
 
 VERSION = 1
@@ -276,17 +277,6 @@ class Volume(ControlMessage):
             raise BadMessage(f"volume: level {self.level} is not within 0..{MAX_VOLUME}")
 
 
-# Tap event kinds. Nodes publish these; `stream-tts tap` prints them as JSON lines.
-EVENT_READY = "ready"  # engine loaded, node serving
-EVENT_HEARTBEAT = "heartbeat"  # every HEARTBEAT_S: state and counters
-EVENT_RECEIVED = "received"
-EVENT_EMITTED = "emitted"
-EVENT_FINISHED = "finished"  # a node is done with one sentence (with its timings)
-EVENT_DROPPED = "dropped"  # a bad message was refused
-EVENT_ERROR = "error"
-EVENT_TIMING = "timing"
-
-
 @register
 @dataclass(frozen=True, slots=True)
 class TapEvent(Message):
@@ -302,6 +292,9 @@ class TapEvent(Message):
     wall_ns: int = 0
     mono_ns: int = 0
     stamps: Stamps = ()
+
+    def validate(self) -> None:
+        kind_of(self.kind)  # a closed set: bus/events.py
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -27,13 +27,10 @@ import zmq
 from bus.config import Config
 from bus.endpoints import EndpointError
 from bus.errors import EngineError
+from bus.events import Kind
 from bus.freshness import Freshness
 from bus.heartbeat import Heartbeat
 from bus.messages import (
-    EVENT_DROPPED,
-    EVENT_ERROR,
-    EVENT_FINISHED,
-    EVENT_READY,
     BadMessage,
     Cancel,
     ControlMessage,
@@ -47,7 +44,6 @@ from bus.security import SecurityError
 
 HOST = socket.gethostname()  # where a node runs, in events that say so (synthesize's `started`)
 POLL_MS = 50  # loop wakes at least this often to tick and to notice shutdown
-EVENT_STALE = "stale"  # a cancelled, superseded or duplicate message, not acted on
 SETUP_FAILURE_PAUSE_S = 5.0  # a node whose setup crashed says why this long before it exits,
 SETUP_FAILURE_PAUSE_MAX_S = 60.0  # doubling with each crash in a row, up to this (a crash loop
 # then costs one start a minute, not a torch import every few seconds)
@@ -104,7 +100,7 @@ class Node:
         """Release the engine."""
 
     # ---- helpers for node code -------------------------------------------------------------
-    def event(self, kind: str, msg: Message | None = None, **detail: Any) -> None:
+    def event(self, kind: Kind, msg: Message | None = None, **detail: Any) -> None:
         """Publish one tap event (never blocks; dropped if the tap is gone)."""
         if msg is not None:
             ids = msg.ids()
@@ -119,7 +115,7 @@ class Node:
             detail=detail,
             wall_ns=time.time_ns(),
             mono_ns=time.monotonic_ns(),
-            stamps=getattr(msg, "stamps", ()) if kind == EVENT_FINISHED else (),
+            stamps=getattr(msg, "stamps", ()) if kind == Kind.FINISHED else (),
         )
         if self._tap is not None:
             with contextlib.suppress(zmq.ZMQError):  # tap gone or full: drop, never block
@@ -139,7 +135,7 @@ class Node:
 
     def finished(self, msg: Message, **detail: Any) -> None:
         """The per-sentence line every node writes to the tap when it is done with a sentence."""
-        self.event(EVENT_FINISHED, msg, **detail)
+        self.event(Kind.FINISHED, msg, **detail)
 
     def stamps_for(self, out: Message) -> tuple[Stamp, ...]:
         """What `out` gains on the wire: the input's stamps (when out carries none) + this stage's."""
@@ -181,17 +177,17 @@ class Node:
             self.setup()
             self.state, self.state_detail = "ready", ""
             self._crash_file().unlink(missing_ok=True)  # the crash loop, if any, is over
-            self.event(EVENT_READY)
+            self.event(Kind.READY)
             log.info("I %s: ready", self.name)
         except EngineError as exc:
             self.state, self.state_detail = "error", str(exc)
             self.counters["errors"] += 1
-            self.event(EVENT_ERROR, error=str(exc), fatal=False, during="setup")
+            self.event(Kind.ERROR, error=str(exc), fatal=False, during="setup")
             log.error("E %s: %s", self.name, exc)
         except Exception as exc:  # a bug or a bad setting: say so where people look, then crash
             why = f"{type(exc).__name__}: {exc}"
             self.state, self.state_detail = "crashing", why
-            self.event(EVENT_ERROR, error=why, fatal=True, during="setup")
+            self.event(Kind.ERROR, error=why, fatal=True, during="setup")
             log.exception("E %s: setup failed", self.name)
             # Heartbeats keep saying why for a while; the pause also paces supervisord's restarts,
             # growing with each crash in a row, so a node that can never start is no busy loop.
@@ -250,7 +246,7 @@ class Node:
                 raise BadMessage(f"{msg.TYPE} is not a control message")
         except BadMessage as exc:
             self.counters["dropped"] += 1
-            self.event(EVENT_DROPPED, reason=str(exc), frames=len(frames), nbytes=sum(len(f) for f in frames))
+            self.event(Kind.DROPPED, reason=str(exc), frames=len(frames), nbytes=sum(len(f) for f in frames))
             self._log_bad(exc)
             return
         self.counters["received"] += 1
@@ -258,7 +254,7 @@ class Node:
             self.freshness.cancel(msg)
         elif not isinstance(msg, ControlMessage) and (why := self.freshness.stale(msg)) is not None:
             self.counters["stale"] += 1
-            self.event(EVENT_STALE, msg, reason=why, type=msg.TYPE)
+            self.event(Kind.STALE, msg, reason=why, type=msg.TYPE)
             return
         self._current = msg
         try:
@@ -266,11 +262,11 @@ class Node:
             self._send_all(produced, outs)
         except EngineError as exc:
             self.counters["errors"] += 1
-            self.event(EVENT_ERROR, msg, error=str(exc), fatal=False)
+            self.event(Kind.ERROR, msg, error=str(exc), fatal=False)
             log.error("E %s: %s: %s", self.name, msg, exc)
         except Exception as exc:
             self.counters["errors"] += 1
-            self.event(EVENT_ERROR, msg, error=f"{type(exc).__name__}: {exc}", fatal=True)
+            self.event(Kind.ERROR, msg, error=f"{type(exc).__name__}: {exc}", fatal=True)
             log.exception("E %s: fatal while handling %s", self.name, msg)
             raise
         finally:
@@ -363,15 +359,8 @@ def main_for(node_cls: type[Node], argv: list[str] | None = None) -> int:
     """The `main()` of a node module: parse --config, build, run."""
     import argparse
 
-    from bus.config import ConfigError, load_config
+    from bus.config import parse_with_config
 
-    parser = argparse.ArgumentParser(prog=f"stream-tts node {node_cls.name}")
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
-    args = parser.parse_args(argv)
     setup_logging(node_cls.name)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"E {node_cls.name}: {exc}", file=sys.stderr)
-        return 2
+    _, config = parse_with_config(argparse.ArgumentParser(prog=f"stream-tts node {node_cls.name}"), argv)
     return node_cls(config).run()

@@ -6,20 +6,17 @@ drops events rather than block when the tap is gone. `stream-tts tap` prints eve
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import zmq
 
-from bus.config import Config, ConfigError, load_config
+from bus.config import Config
 from bus.messages import BadMessage, TapEvent, decode
 
 CONTROL_ADDR = "inproc://tap-proxy-control"
@@ -65,18 +62,6 @@ def _forward(xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
         zmq.proxy_steerable(xsub, xpub, None, control)
 
 
-def cli_proxy(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stream-tts tap-proxy")
-    parser.add_argument("--config")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"E tap: {exc}", file=sys.stderr)
-        return 2
-    return run_proxy(config)
-
-
 def subscribe(config: Config, ctx: zmq.Context | None = None) -> zmq.Socket:
     sock = config.endpoints.connect_socket(ctx or zmq.Context.instance(), "tap_out")
     return sock
@@ -97,49 +82,3 @@ def events(sock: zmq.Socket, timeout_s: float | None = None) -> Iterator[TapEven
             continue
         if isinstance(msg, TapEvent):
             yield msg
-
-
-def cli_tap(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="stream-tts tap", description="Print bus events as JSON lines.")
-    parser.add_argument(
-        "--type",
-        action="append",
-        dest="kinds",
-        metavar="KIND",
-        help="only these event kinds (repeatable): ready, heartbeat, received, emitted, "
-        "finished, dropped, error, timing, ...",
-    )
-    parser.add_argument("--stream", help="only events of this stream")
-    parser.add_argument("--node", help="only events of this node")
-    parser.add_argument("--output", type=Path, help="append to FILE instead of stdout")
-    parser.add_argument("--heartbeats", action="store_true", help="include heartbeat events")
-    parser.add_argument("--seconds", type=float, help="stop after this many seconds")
-    parser.add_argument("--config")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"E tap: {exc}", file=sys.stderr)
-        return 2
-    out: IO[str] = args.output.open("a", encoding="utf-8") if args.output else sys.stdout
-    sock = subscribe(config)
-    print(f"I tap: watching {config.endpoints.connect['tap_out']}", file=sys.stderr, flush=True)
-    try:
-        for ev in events(sock, args.seconds):
-            if args.kinds and ev.kind not in args.kinds:
-                continue
-            if not args.kinds and ev.kind == "heartbeat" and not args.heartbeats:
-                continue
-            if args.stream and ev.stream != args.stream:
-                continue
-            if args.node and ev.node != args.node:
-                continue
-            out.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
-            out.flush()
-    except (KeyboardInterrupt, BrokenPipeError):
-        pass
-    finally:
-        sock.close(linger=0)
-        if out is not sys.stdout:
-            out.close()
-    return 0

@@ -77,11 +77,11 @@ class BusEnv:
         self.config_path.write_text(tomli_w.dumps(raw), encoding="utf-8")
 
     def start(self, *args: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
-        """`python -m bus.cli ARGS` as a real process (e.g. "node", "ingest"; "tap-proxy")."""
+        """`python -m stream_tts.cli ARGS` as a real process (e.g. "node", "ingest"; "tap-proxy")."""
         name = log_name or "-".join(args)
         log = (self.root / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bus.cli", *args],
+            [sys.executable, "-m", "stream_tts.cli", *args],
             env=self.env(),
             cwd=REPO,
             stdout=log,
@@ -116,7 +116,7 @@ def bus_env(tmp_path: Path) -> Iterator[BusEnv]:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(tiny qwen2 GGUF, tiny CosyVoice2 folder), built once per test session."""
-    from models.tiny import build_tiny_models
+    from stream_tts.tiny import build_tiny_models
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 
@@ -134,7 +134,7 @@ def stream_tts(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
     """`stream-tts ARGS` as a user runs it, with no STREAM_TTS_* settings leaking in from outside."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_TTS_")}
     return subprocess.run(
-        [sys.executable, "-m", "bus.cli", *args],
+        [sys.executable, "-m", "stream_tts.cli", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -15,7 +15,7 @@ Config for a 2-core CI box: short sentences (a tag in letters, not digits: trans
 digits and the frontend read them out in full), one Japanese token per sentence, one-hop synthesis
 of at most one speech token per text token (the pipeline is under test, not the noise), two
 sentences in flight per stream (more only queue in synthesize and outlive their deadlines), WAV
-sink; deadlines measured (nodes/deadlines.py) but capped at 5 s so a sentence lost in a crash
+sink; deadlines measured (nodes/ingest/deadlines.py) but capped at 5 s so a sentence lost in a crash
 comes back soon; max_attempts 20 because with a kill every 0.7 s a sentence may well be lost
 many times in a row (synthesize alone is down ~6 s per kill); playback waits up to 40 s for a
 missing seq (longer than any retry path here), so order is kept rather than skipped. The kills

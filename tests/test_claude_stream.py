@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from nodes.claude_stream import Say, StreamJsonReader, read_lines, says
-from nodes.ingest_cli import ingest_sentences
-from nodes.speakable import SentenceStream
+from nodes.ingest.speakable import SentenceStream
+from stream_tts.claude.pipe import ingest_sentences
+from stream_tts.claude.stream_json import Say, StreamJsonReader, read_lines, says
 
 DATA = Path(__file__).parent / "data" / "ingest"
 REPO = Path(__file__).resolve().parent.parent
@@ -244,7 +244,7 @@ def test_tee_copies_every_byte_unchanged() -> None:
 def test_segment_cli_prints_the_expected_sentences(args: list[str], name: str, tmp_path: Path) -> None:
     args = [fixture(a, tmp_path) if (DATA / a).exists() else a for a in args]
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "segment", *args],
+        [sys.executable, "-m", "stream_tts.cli", "segment", *args],
         cwd=REPO,
         capture_output=True,
         timeout=60,
@@ -258,7 +258,7 @@ def test_segment_cli_applies_the_config_ingest_options(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('[ingest]\ncode_blocks = "drop"\nurls = "keep"\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "segment", "--config", str(cfg), "-"],
+        [sys.executable, "-m", "stream_tts.cli", "segment", "--config", str(cfg), "-"],
         cwd=REPO,
         input=b"See https://a.example/x.\n```py\nx\n```\nDone.",
         capture_output=True,

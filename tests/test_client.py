@@ -16,7 +16,7 @@ from tests.conftest import REPO, BusEnv
 def test_say_without_ingest_fails_within_3s_naming_the_endpoint(bus_env: BusEnv) -> None:
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "say", "Hello."],
+        [sys.executable, "-m", "stream_tts.cli", "say", "Hello."],
         env=bus_env.env(),
         cwd=REPO,
         capture_output=True,
@@ -62,7 +62,7 @@ def test_say_reads_stdin_and_names_the_stream(bus_env: BusEnv) -> None:
     translate_in = bus_env.config.endpoints.bind_socket(zmq.Context.instance(), "translate")
     bus_env.start("node", "ingest")
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "say", "-", "--stream", "mine"],
+        [sys.executable, "-m", "stream_tts.cli", "say", "-", "--stream", "mine"],
         env=bus_env.env(),
         cwd=REPO,
         input="From stdin. Two sentences.",
@@ -98,7 +98,7 @@ def test_say_processes_that_exit_at_once_lose_nothing(bus_env: BusEnv) -> None:
     bus_env.start("node", "ingest")
     for i in range(8):
         proc = subprocess.run(
-            [sys.executable, "-m", "bus.cli", "say", "--stream", f"quick{i}", f"Quick exit {i}."],
+            [sys.executable, "-m", "stream_tts.cli", "say", "--stream", f"quick{i}", f"Quick exit {i}."],
             env=bus_env.env(),
             cwd=REPO,
             capture_output=True,

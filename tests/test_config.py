@@ -86,7 +86,7 @@ def test_sockets_get_bounded_queues_and_size_limits(tmp_path: Path) -> None:
 def test_an_unknown_ingest_key_is_refused_naming_the_known_ones() -> None:
     import pytest
 
-    from nodes.ingest import IngestSettings
+    from nodes.ingest.node import IngestSettings
 
     with pytest.raises(ValueError, match=r"unknown key\(s\) idle_flush;.*idle_flush_s"):
         IngestSettings.from_section({"idle_flush": 1.0})
@@ -98,8 +98,8 @@ def test_every_section_refuses_an_unknown_key_the_same_way() -> None:
     import pytest
 
     from bus.errors import EngineError
-    from nodes.playback_config import PlaybackSettings
-    from nodes.synthesize import SynthSettings
+    from nodes.playback.settings import PlaybackSettings
+    from nodes.synthesize.node import SynthSettings
 
     with pytest.raises(EngineError, match=r"\[playback\] unknown key\(s\) jitter; known: .*jitter_ms"):
         PlaybackSettings.from_section({"jitter": 1})

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from nodes.cosyvoice_device import VERDICT_FILE, candidates, choose, lm_step_ms, move, verdict_key
-from nodes.cosyvoice_engine import (
+from bus.errors import ModelLoadError
+from nodes.synthesize.cosyvoice.device import VERDICT_FILE, candidates, choose, lm_step_ms, move, verdict_key
+from nodes.synthesize.cosyvoice.engine import (
     V1_YAML,
     CosyVoiceEngine,
     EngineOptions,
@@ -26,8 +27,8 @@ from nodes.cosyvoice_engine import (
     split_text,
     text_script,
 )
-from nodes.cosyvoice_load import WEIGHT_FILES
-from nodes.errors import ModelLoadError, NothingToSay, SynthesisCancelled, SynthesisTimeout, UnknownVoice
+from nodes.synthesize.cosyvoice.load import WEIGHT_FILES
+from nodes.synthesize.errors import NothingToSay, SynthesisCancelled, SynthesisTimeout, UnknownVoice
 
 pytestmark = pytest.mark.timeout(120)
 SPM = 480  # samples per mel frame

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_flow_graph import GraphEstimator, causal, install, static_forward
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.flow_graph import GraphEstimator, causal, install, static_forward
 
 SYNC_OPS = ("aten.item", "aten._local_scalar_dense", "aten.nonzero", "aten.is_nonzero", "aten.masked_select")
 
@@ -128,9 +128,8 @@ def test_graph_replay_equals_eager_on_cuda(
 
 
 def test_cuda_graphs_setting(tiny_models: tuple[Path, Path]) -> None:
-    from bus.errors import EngineError
-    from nodes.errors import ModelLoadError
-    from nodes.synthesize import SynthSettings
+    from bus.errors import EngineError, ModelLoadError
+    from nodes.synthesize.node import SynthSettings
 
     assert SynthSettings.from_section({"cuda_graphs": True}).cuda_graphs == "true"
     assert SynthSettings.from_section({"cuda_graphs": False}).cuda_graphs == "false"
@@ -211,13 +210,13 @@ def test_a_failing_compiler_costs_the_compile_not_the_graphs(
 ) -> None:
     """A torch.compile backend that raises (as inductor does without Triton): the engine undoes the
     compile, captures the graphs without it, says so, and speaks like the eager engine."""
-    import nodes.torch_compile
+    import nodes.synthesize.cosyvoice.torch_compile
 
     def broken(gm: Any, example_inputs: Any) -> Any:
         raise RuntimeError("no Triton here")
 
     torch._dynamo.reset()
-    monkeypatch.setattr(nodes.torch_compile, "BACKEND", broken)
+    monkeypatch.setattr(nodes.synthesize.cosyvoice.torch_compile, "BACKEND", broken)
     text = ["テストを実行しました、", "すべて通りました。"]
     cuda32 = EngineOptions(device="cuda", dtype="float32", cuda_graphs="true")
     engine = CosyVoiceEngine(tiny_models[1], cuda32)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_graph import GraphLmStep
-from nodes.cosyvoice_stream import LmStep
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.lm_graph import GraphLmStep
+from nodes.synthesize.cosyvoice.stream import LmStep
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

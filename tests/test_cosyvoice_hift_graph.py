@@ -1,6 +1,6 @@
 """The vocoder made capturable (nodes/cosyvoice_load.prepare_hift) computes what upstream's does,
 bit for bit; on a GPU its graph replays draw what eager calls draw under one seed, and shapes not
-captured fall back to eager (nodes/cosyvoice_hift_graph.py)."""
+captured fall back to eager (nodes/synthesize/cosyvoice/hift_graph.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_hift_graph import (
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.hift_graph import (
     GraphHift,
     model_streaming_shapes,
     streaming_shapes,
     vocode_head,
     vocode_tail,
 )
-from nodes.cosyvoice_load import build_sections, hift_capturable, load_hift_weights, prepare_hift
+from nodes.synthesize.cosyvoice.load import build_sections, hift_capturable, load_hift_weights, prepare_hift
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -13,9 +13,9 @@ from cosyvoice.utils.common import ras_sampling
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.cosyvoice_sampling import ras_sample, ras_settings, sampler_for, upstream_sampler
-from nodes.cosyvoice_stream import TOP_K
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.sampling import ras_sample, ras_settings, sampler_for, upstream_sampler
+from nodes.synthesize.cosyvoice.stream import TOP_K
 
 VOCAB = 6561 + 3  # speech tokens + eos, task id, fill (what speech_tokens hands the sampler)
 

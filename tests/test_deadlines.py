@@ -1,4 +1,4 @@
-"""Re-send deadlines from measured end-to-end times (nodes/deadlines.py), and through the real ingest
+"""Re-send deadlines from measured end-to-end times (nodes/ingest/deadlines.py), and through the real ingest
 node: acks that took ~1 s make the next deadline ~2 s instead of the 30 s prior, a restarted ingest
 keeps that from its journal, and a failed attempt is re-sent at once (an older one is ignored)."""
 
@@ -13,7 +13,7 @@ import zmq
 from bus.client import Publisher
 from bus.journal import PLAYED, Journal
 from bus.messages import Cancel, Failed, Played, Sentence, decode, encode
-from nodes.deadlines import CHARS_FLOOR, WARMUP, DeadlineEstimator, DeadlinePolicy
+from nodes.ingest.deadlines import CHARS_FLOOR, WARMUP, DeadlineEstimator, DeadlinePolicy
 from tests.conftest import BusEnv
 
 POLICY = DeadlinePolicy(base_s=30.0, per_char_s=0.5, margin=2.0, quantile=0.9, min_s=1.0, max_s=60.0)

@@ -17,7 +17,7 @@ from tests.conftest import REPO, BusEnv
 
 # The doctor must never load torch or llama.cpp itself: it probes them in subprocesses.
 DOCTOR_IN_PROCESS = (
-    "import sys\nfrom bus.cli import main\nrc = main(sys.argv[1:])\n"
+    "import sys\nfrom stream_tts.cli import main\nrc = main(sys.argv[1:])\n"
     "heavy = [m for m in ('torch', 'llama_cpp', 'sounddevice') if m in sys.modules]\n"
     "print('HEAVY', heavy, file=sys.stderr)\nsys.exit(rc)"
 )
@@ -126,7 +126,7 @@ def test_run_tiny_brings_the_pipeline_up_speaks_the_greeting_and_doctor_finds_it
         assert "HEAVY []" in doc.stderr
     finally:
         down = subprocess.run(
-            [sys.executable, "-m", "bus.cli", "down", *data],
+            [sys.executable, "-m", "stream_tts.cli", "down", *data],
             env=env,
             cwd=REPO,
             capture_output=True,

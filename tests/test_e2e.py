@@ -43,7 +43,7 @@ class Pipeline:
             [
                 sys.executable,
                 "-m",
-                "bus.cli",
+                "stream_tts.cli",
                 *args,
                 "--config",
                 str(self.config_path),
@@ -51,7 +51,7 @@ class Pipeline:
                 str(self.data_dir),
             ]
             if args[0] in ("up", "down", "status")
-            else [sys.executable, "-m", "bus.cli", *args, "--config", str(self.config_path)],
+            else [sys.executable, "-m", "stream_tts.cli", *args, "--config", str(self.config_path)],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -101,7 +101,7 @@ def run_cli(
     args: list[str], endpoint: str, tmp: Path, timeout: float = 60, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bus.cli", "models", *args],
+        [sys.executable, "-m", "stream_tts.cli", "models", *args],
         env=env_for(endpoint, tmp, **env),
         cwd=REPO,
         capture_output=True,
@@ -242,10 +242,12 @@ def test_the_space_check_counts_an_extra_file_and_its_partial(tmp_path: Path) ->
 
 def test_the_real_manifest_pins_the_default_voice_prompt_where_synthesize_looks(tmp_path: Path) -> None:
     from models.manifest import ManifestError
-    from nodes.voices import DEFAULT_PROMPT
+    from nodes.synthesize.cosyvoice.voices import DEFAULT_PROMPT
 
     (extra,) = load_manifest().voice("CosyVoice2-0.5B").extra
-    assert extra.name == DEFAULT_PROMPT  # fetched to where nodes/voices.py builds "default" from
+    assert (
+        extra.name == DEFAULT_PROMPT
+    )  # fetched to where nodes/synthesize/cosyvoice/voices.py builds "default" from
     assert extra.url and extra.url.startswith("https://raw.githubusercontent.com/FunAudioLLM/CosyVoice/")
     assert extra.size and extra.sha256
     bad = write_manifest(tmp_path / "m.toml", prompt_url="https://example.org/p.wav")
@@ -304,7 +306,7 @@ def test_fetch_killed_midway_resumes_on_the_next_run(hub: FakeHub, tmp_path: Pat
     manifest = write_manifest(tmp_path / "m.toml", prompt_url=hub.url + PROMPT_PATH)
     dest = tmp_path / "weights"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "models", *fetch_args(manifest, dest, *t.args)],
+        [sys.executable, "-m", "stream_tts.cli", "models", *fetch_args(manifest, dest, *t.args)],
         env=env_for(hub.url, tmp_path),
         cwd=REPO,
         stdout=subprocess.DEVNULL,

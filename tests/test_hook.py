@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nodes.hook import (
+from stream_tts.claude.hook import (
     STATE_HASHES,
     HookError,
     HookState,
@@ -169,7 +169,7 @@ def run_hook_cli(stdin: bytes, data_dir: Path, *args: str) -> tuple[int, float]:
     }
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "hook", *args],
+        [sys.executable, "-m", "stream_tts.cli", "hook", *args],
         input=stdin,
         env=env,
         cwd=REPO,
@@ -211,7 +211,7 @@ def test_garbage_on_stdin_is_logged_and_the_hook_still_exits_0(tmp_path: Path, s
 def test_a_stdin_that_never_closes_does_not_hold_the_hook(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "STREAM_TTS_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "hook"], stdin=subprocess.PIPE, env=env, cwd=REPO
+        [sys.executable, "-m", "stream_tts.cli", "hook"], stdin=subprocess.PIPE, env=env, cwd=REPO
     )
     try:
         assert proc.wait(timeout=5) == 0
@@ -223,7 +223,7 @@ def test_a_stdin_that_never_closes_does_not_hold_the_hook(tmp_path: Path) -> Non
 
 def settings_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bus.cli", "hook", "install", *args],
+        [sys.executable, "-m", "stream_tts.cli", "hook", "install", *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,

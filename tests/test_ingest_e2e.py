@@ -17,7 +17,7 @@ import zmq
 from bus.client import Publisher
 from bus.messages import ControlMessage, Flush, Message, Sentence, decode
 from bus.tap import events, subscribe
-from nodes.claude_stream import BAD_KINDS
+from stream_tts.claude.stream_json import BAD_KINDS
 from tests.conftest import REPO, BusEnv, wait_for
 
 DATA = Path(__file__).parent / "data" / "ingest"
@@ -84,7 +84,7 @@ def ingest_sent_ns(msg: Message) -> int:
 
 def cli(env: BusEnv, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "bus.cli", *args],
+        [sys.executable, "-m", "stream_tts.cli", *args],
         input=stdin,
         env=env.env(),
         cwd=REPO,
@@ -106,7 +106,7 @@ def test_pipe_with_partial_messages_speaks_what_segment_prints(bus_env: BusEnv) 
     assert [w.split("\t", 1)[1] for w in want] == (DATA / "partial.expected.txt").read_text().splitlines()
     # the pipe reads the bytes in small pieces, as from a real pipe, and tees them through
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "pipe", "--tee", "--stats"],
+        [sys.executable, "-m", "stream_tts.cli", "pipe", "--tee", "--stats"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

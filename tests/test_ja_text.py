@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodes.ja_text import ClauseSplitter, ClauseStream, OutClause, clean_clause, is_japanese
-from nodes.placeholders import placeholder, protect, restore
+from nodes.translate.ja_text import ClauseSplitter, ClauseStream, OutClause, clean_clause, is_japanese
+from nodes.translate.placeholders import placeholder, protect, restore
 
 RECORDED = json.loads((Path(__file__).parent / "data/translate/recorded_outputs.json").read_text("utf-8"))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bus.cli import COMMANDS
-from nodes.kana import KanaFrontend, cli_kana
+from nodes.synthesize.kana.reading import KanaFrontend, cli_kana
+from stream_tts.cli import COMMANDS
 
 CASES_PATH = Path(__file__).parent / "data" / "kana_cases.tsv"
 MAX_CER = 0.02
@@ -230,7 +230,7 @@ def test_words_file_overrides_and_bad_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_cli_prints_what_the_synthesizer_receives(monkeypatch, capsys) -> None:
-    assert COMMANDS["kana"][0] == "nodes.kana:cli_kana"
+    assert COMMANDS["kana"][0] == "nodes.synthesize.kana.reading:cli_kana"
     assert cli_kana(["GitHubへpushしました。"]) == 0
     assert capsys.readouterr().out == "ギットハブエプッシュシマシタ。\n"
     monkeypatch.setattr("sys.stdin", io.StringIO("README.mdを読む\n50%です\n"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.llama_cpu_guard import cpu_flags, use_extra_buffers
+from nodes.translate.llama.cpu_guard import cpu_flags, use_extra_buffers
 from tests.conftest import REPO
 
 AMX_VM = {"avx2", "amx_int8", "amx_tile", "hypervisor"}
@@ -36,8 +36,8 @@ def test_cpu_flags_reads_proc_cpuinfo(tmp_path: Path) -> None:
 
 QUANTIZED_RUN = """
 import sys, pathlib, llama_cpp
-from models.tiny_gguf import write_tiny_qwen2_gguf
-from nodes.llama_engine import LlamaSettings, LlamaTranslator
+from nodes.translate.llama.tiny import write_tiny_qwen2_gguf
+from nodes.translate.llama.engine import LlamaSettings, LlamaTranslator
 d = pathlib.Path(sys.argv[1])
 src = write_tiny_qwen2_gguf(d / "f16.gguf")
 p = llama_cpp.llama_model_quantize_default_params()

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bus.events import FirstChunk, Kind, SynthStarted, TextWait
 from bus.messages import (
     MAX_HEADER_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -207,8 +208,9 @@ def test_decoded_messages_are_the_frozen_dataclasses_init_makes() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         stamp.stage = "y"  # type: ignore[misc]
     # A field left out gets its default; a default_factory's product is new each time.
-    a, b = (decode([msgpack.packb({"v": 1, "type": "event", "node": "n", "kind": "k"})]) for _ in range(2))
-    assert a == TapEvent(node="n", kind="k") and a.detail == {} and a.detail is not b.detail  # type: ignore[attr-defined]
+    header = {"v": 1, "type": "event", "node": "n", "kind": "ready"}
+    a, b = (decode([msgpack.packb(header)]) for _ in range(2))
+    assert a == TapEvent(node="n", kind="ready") and a.detail == {} and a.detail is not b.detail  # type: ignore[attr-defined]
 
 
 @settings(max_examples=600, deadline=None)
@@ -258,3 +260,30 @@ def test_failed_of_carries_the_sentence_ids_text_and_stamps() -> None:
     )
     c = Clause(stream="s", seq=4, index=1, text="こんにちは。", last=True, text_en="Hello.", attempt=2)
     assert Failed.of(c, "synthesize", "why").text_en == "Hello."
+
+
+def test_decode_refuses_a_tap_event_of_a_kind_the_protocol_does_not_name() -> None:
+    frames = [msgpack.packb({"v": 1, "type": "event", "node": "n", "kind": "made_up"})]
+    with pytest.raises(BadMessage, match="unknown kind 'made_up'"):
+        decode(frames)
+
+
+def test_every_kind_round_trips_on_a_tap_event() -> None:
+    for kind in Kind:
+        ev = decode(encode(TapEvent(node="n", kind=kind)))
+        assert isinstance(ev, TapEvent) and ev.kind == kind
+
+
+def test_the_synthesize_translate_contract_round_trips_and_refuses_what_it_cannot_read() -> None:
+    started = SynthStarted(host="box", device="cuda")
+    ev = decode(encode(TapEvent(node="synthesize", kind=started.KIND, detail=started.detail())))
+    assert isinstance(ev, TapEvent) and SynthStarted.from_detail(ev.detail) == started
+    assert FirstChunk.from_detail(FirstChunk(12.5).detail()).first_chunk_ms == 12.5
+    assert FirstChunk.from_detail({"first_chunk_ms": 12}).first_chunk_ms == 12  # an int is a float
+    assert TextWait.from_detail({}) == TextWait()
+    with pytest.raises(BadMessage, match="started: detail lacks device"):
+        SynthStarted.from_detail({"host": "box"})
+    with pytest.raises(BadMessage, match="started: host is int, not str"):
+        SynthStarted.from_detail({"host": 3, "device": "cpu"})
+    with pytest.raises(BadMessage, match="first_chunk: first_chunk_ms is bool"):
+        FirstChunk.from_detail({"first_chunk_ms": True})

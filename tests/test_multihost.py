@@ -157,23 +157,27 @@ def test_two_translate_workers_on_two_hosts_and_playback_speaks_in_order(
         tap_log = tmp_path / "tap.jsonl"
         py = hub.python()
         procs = [
-            hub.popen([*py, "-m", "bus.cli", "tap-proxy"], _env(hub_cfg), tmp_path / "tap-proxy.log"),
+            hub.popen([*py, "-m", "stream_tts.cli", "tap-proxy"], _env(hub_cfg), tmp_path / "tap-proxy.log"),
         ]
         time.sleep(0.5)
         procs.append(
             hub.popen(
-                [*py, "-m", "bus.cli", "tap", "--heartbeats", "--output", str(tap_log)],
+                [*py, "-m", "stream_tts.cli", "tap", "--heartbeats", "--output", str(tap_log)],
                 _env(hub_cfg),
                 tmp_path / "tap.log",
             )
         )
         for node in ("ingest", "synthesize", "playback"):
             procs.append(
-                hub.popen([*py, "-m", "bus.cli", "node", node], _env(hub_cfg), tmp_path / f"{node}.log")
+                hub.popen(
+                    [*py, "-m", "stream_tts.cli", "node", node], _env(hub_cfg), tmp_path / f"{node}.log"
+                )
             )
         for i, (host, cfg) in enumerate(zip((w1, w2), worker_cfgs, strict=True)):
             procs.append(
-                host.popen([*py, "-m", "bus.cli", "node", "translate"], _env(cfg), tmp_path / f"w{i}.log")
+                host.popen(
+                    [*py, "-m", "stream_tts.cli", "node", "translate"], _env(cfg), tmp_path / f"w{i}.log"
+                )
             )
 
         def logs() -> str:
@@ -192,7 +196,8 @@ def test_two_translate_workers_on_two_hosts_and_playback_speaks_in_order(
                 pytest.fail(f"not every node got ready: {_ready(_events(tap_log))}\n{logs()}")
             for stream in ("mh0", "mh1"):
                 r = hub.run(
-                    [*py, "-m", "bus.cli", "say", "--stream", stream, " ".join(SENTENCES)], _env(hub_cfg)
+                    [*py, "-m", "stream_tts.cli", "say", "--stream", stream, " ".join(SENTENCES)],
+                    _env(hub_cfg),
                 )
                 assert r.returncode == 0, r.stderr
             played_log = tmp_path / "hub" / "played.jsonl"

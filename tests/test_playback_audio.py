@@ -19,7 +19,7 @@ import zmq
 
 from bus.client import Publisher
 from bus.messages import Cancel, ControlMessage, Failed, Message, Pause, Played, Resume, decode, encode
-from nodes.player import cue_tone, edge_fades
+from nodes.playback.player import cue_tone, edge_fades
 from tests.audio_stack import (
     RATE,
     AudioBusEnv,
@@ -210,7 +210,7 @@ def test_volume_cli_scales_the_output(file_env: tuple[AudioBusEnv, Path]) -> Non
     tap.wait("ready", node="ingest")
     for _ in range(3):  # control is PUB/SUB: playback's SUB joins ingest's PUB within its reconnect interval
         cli = subprocess.run(
-            [sys.executable, "-m", "bus.cli", "volume", "50"],
+            [sys.executable, "-m", "stream_tts.cli", "volume", "50"],
             env=env.env(),
             cwd=REPO,
             capture_output=True,
@@ -228,7 +228,7 @@ def test_volume_cli_scales_the_output(file_env: tuple[AudioBusEnv, Path]) -> Non
     assert find_exact(rec, 0.5 * edge_fades(x, FADE_N), tol=INT16_TOL) >= 0
     assert find_exact(rec, edge_fades(x, FADE_N), tol=INT16_TOL) < 0
     bad = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "volume", "loud"],
+        [sys.executable, "-m", "stream_tts.cli", "volume", "loud"],
         env=env.env(),
         cwd=REPO,
         capture_output=True,
@@ -408,7 +408,9 @@ def test_pause_holds_the_sentence_and_resume_goes_on_where_it_was(
     time.sleep(0.5)
     for verb, kind in (("pause", "paused"), ("resume", "resumed")):
         n = len([e for e in tap.events if e.kind == kind])
-        cli = subprocess.run([sys.executable, "-m", "bus.cli", verb], env=env.env(), cwd=REPO, timeout=30)
+        cli = subprocess.run(
+            [sys.executable, "-m", "stream_tts.cli", verb], env=env.env(), cwd=REPO, timeout=30
+        )
         assert cli.returncode == 0
         tap.wait(kind, n=n + 1)
         if verb == "pause":

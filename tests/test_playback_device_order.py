@@ -1,4 +1,4 @@
-"""Seq order on the sound device, by the rule the WAV sink keeps (nodes/seq_order.py): the playback
+"""Seq order on the sound device, by the rule the WAV sink keeps (nodes/playback/seq_order.py): the playback
 node runs as its own process and plays through sounddevice → PortAudio → ALSA's file plugin (exact
 samples, unpaced: tests/audio_stack.py); the test reads back what came out of the device."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import zmq
 
 from bus.messages import AudioChunk, Failed, Pause, Played, Resume, TapEvent
-from nodes.player import edge_fades
+from nodes.playback.player import edge_fades
 from tests.audio_stack import (
     AudioBusEnv,
     TapLog,

@@ -1,4 +1,4 @@
-"""Playback's one ordering rule (nodes/seq_order.py) on its own, and the WAV sink keeping it: a
+"""Playback's one ordering rule (nodes/playback/seq_order.py) on its own, and the WAV sink keeping it: a
 sentence waits for a missing earlier one up to gap_wait_s, then the gap is skipped (an event) and one
 arriving after that is failed, never played out of order; a restarted playback goes on after
 played.jsonl's last seq. The device path keeps the same rule: tests/test_playback_device_order.py."""
@@ -11,7 +11,7 @@ import time
 import zmq
 
 from bus.messages import Failed, Played, encode
-from nodes.seq_order import Decision, SeqOrder, Turn, lowest_per_stream
+from nodes.playback.seq_order import Decision, SeqOrder, Turn, lowest_per_stream
 from tests.conftest import BusEnv
 from tests.test_runtime import _chunks, pull, ready, recv
 

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from nodes.player import Done, Player, PlayerSettings, Started, Starved, edge_fades
+from nodes.playback.player import Done, Player, PlayerSettings, Started, Starved, edge_fades
 
 RATE = 8000
 BLOCK = 80  # 10 ms
@@ -72,7 +72,7 @@ def test_within_a_stream_seq_order_wins_over_arrival_and_an_enqueued_place_holds
 
 
 def test_the_player_waits_for_no_seq_it_was_not_given() -> None:
-    # Gaps are the node's rule (nodes/seq_order.py): what the player holds plays without delay.
+    # Gaps are the node's rule (nodes/playback/seq_order.py): what the player holds plays without delay.
     p = player(jitter_ms=0.0)
     p.add(("s", 0, 0), tone(0.05, 300), 0, True, 0)
     run(p, 0.1)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bench.translate_gpu import SCRIPTED_ANSWER, quantize, replicate_layers, use_more_bits
-from models.tiny_gguf import (
+from nodes.translate.llama.engine import LlamaSettings, LlamaTranslator
+from nodes.translate.llama.tiny import (
     QWEN25_7B,
     QWEN25_72B,
     Qwen2Dims,
@@ -21,7 +22,6 @@ from models.tiny_gguf import (
     tiktoken_vocab,
     write_random_qwen2_gguf,
 )
-from nodes.llama_engine import LlamaSettings, LlamaTranslator
 from tests.conftest import tiktoken_file
 
 SMALL = Qwen2Dims(256, 3, 4, 2, 512, 4096, name="small-random")

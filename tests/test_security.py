@@ -102,12 +102,12 @@ def test_curve_across_hosts(tmp_path: Path) -> None:
         data = tmp_path / "data"
         cfg = _config(tmp_path / "server.toml", data, keys, addr)
         # No keys yet: the node refuses to bind beyond loopback, and says what to do.
-        r = server.run([*server.python(), "-m", "bus.cli", "node", "playback"], _env(cfg))
+        r = server.run([*server.python(), "-m", "stream_tts.cli", "node", "playback"], _env(cfg))
         assert r.returncode == 2, r.stdout + r.stderr
         assert "needs CURVE keys" in r.stderr and "stream-tts keys" in r.stderr
         make_keys(keys)
         node = server.popen(
-            [*server.python(), "-m", "bus.cli", "node", "playback"], _env(cfg), tmp_path / "pb.log"
+            [*server.python(), "-m", "stream_tts.cli", "node", "playback"], _env(cfg), tmp_path / "pb.log"
         )
         try:
             time.sleep(2.0)
@@ -138,7 +138,7 @@ def test_keys_cli_authorizes_a_peer_and_refuses_a_missing_key_clearly(tmp_path: 
     import zmq.auth
 
     zmq.auth.create_certificates(str(tmp_path), "peer")
-    cmd = [sys.executable, "-m", "bus.cli", "keys", "--dir", str(tmp_path / "keys")]
+    cmd = [sys.executable, "-m", "stream_tts.cli", "keys", "--dir", str(tmp_path / "keys")]
     ok = subprocess.run([*cmd, "--authorize", str(tmp_path / "peer.key")], capture_output=True, text=True)
     assert ok.returncode == 0 and "authorized clients 2" in ok.stdout
     bad = subprocess.run([*cmd, "--authorize", str(tmp_path / "nope.key")], capture_output=True, text=True)

@@ -1,4 +1,5 @@
-"""The platform branches of `make setup` (bus/setup_plan.py), checked here on Linux for every platform."""
+"""The platform branches of `make setup` (stream_tts/setup_plan.py), checked here on Linux for
+every platform."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bus.setup_plan import (
+from stream_tts.setup_plan import (
     APT_PACKAGES,
     BREW_PACKAGES,
     TORCH_CPU_INDEX,
@@ -97,7 +98,7 @@ def test_llama_spec_is_the_pin_in_pyproject() -> None:
 def test_the_cli_prints_fields_the_makefile_reads() -> None:
     def field(name: str) -> str:
         r = subprocess.run(
-            [sys.executable, "bus/setup_plan.py", name], cwd=REPO, capture_output=True, text=True
+            [sys.executable, "stream_tts/setup_plan.py", name], cwd=REPO, capture_output=True, text=True
         )
         assert r.returncode == 0, r.stderr
         return r.stdout.rstrip("\n")
@@ -109,7 +110,7 @@ def test_the_cli_prints_fields_the_makefile_reads() -> None:
     assert field("llama_spec") == llama_spec()
     assert field("packages").split() == list(here.packages)
     bad = subprocess.run(
-        [sys.executable, "bus/setup_plan.py", "nope"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "stream_tts/setup_plan.py", "nope"], cwd=REPO, capture_output=True, text=True
     )
     assert bad.returncode == 2
 
@@ -126,8 +127,11 @@ def test_the_module_uses_only_the_standard_library() -> None:
 def test_make_setup_dry_run_reads_the_plan() -> None:
     r = subprocess.run(["make", "-n", "-B", "setup"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "bus/setup_plan.py system-packages" in r.stdout
-    assert "bus/setup_plan.py cmake_args" in r.stdout and "bus/setup_plan.py torch_spec" in r.stdout
+    assert "stream_tts/setup_plan.py system-packages" in r.stdout
+    assert (
+        "stream_tts/setup_plan.py cmake_args" in r.stdout
+        and "stream_tts/setup_plan.py torch_spec" in r.stdout
+    )
     assert Path(REPO / "Makefile").read_text().count("apt-get") == 0  # the apt line lives in the plan
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _cli(config: Path, data: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bus.cli", *args, "--config", str(config), "--data-dir", str(data)],
+        [sys.executable, "-m", "stream_tts.cli", *args, "--config", str(config), "--data-dir", str(data)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The synthesize node as a real process (`python -m bus.cli node synthesize`) on the tiny model:
+"""The synthesize node as a real process (`python -m stream_tts.cli node synthesize`) on the tiny model:
 Clause frames pushed into its PULL, AudioChunk frames pulled from a PULL bound at playback's
 endpoint, acks from a PULL at the acks endpoint, tap events from a SUB bound at tap_in."""
 
@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from bus.messages import AudioChunk, Cancel, Clause, Failed, Message, TapEvent, decode, encode
-from nodes.cosyvoice_load import QWEN_DIR
+from nodes.synthesize.cosyvoice.load import QWEN_DIR
 from tests.conftest import BusEnv
 
 pytestmark = pytest.mark.timeout(180)

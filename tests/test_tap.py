@@ -23,7 +23,7 @@ def test_tap_prints_filtered_events_as_json_lines(bus_env: BusEnv) -> None:
         [
             sys.executable,
             "-m",
-            "bus.cli",
+            "stream_tts.cli",
             "tap",
             "--type",
             "finished",
@@ -59,7 +59,18 @@ def test_heartbeats_carry_state_and_counters(bus_env: BusEnv) -> None:
     bus_env.start("tap-proxy")
     bus_env.start("node", "ingest")
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "tap", "--type", "heartbeat", "--node", "ingest", "--seconds", "3"],
+        [
+            sys.executable,
+            "-m",
+            "stream_tts.cli",
+            "tap",
+            "--type",
+            "heartbeat",
+            "--node",
+            "ingest",
+            "--seconds",
+            "3",
+        ],
         env=bus_env.env(),
         cwd=REPO,
         capture_output=True,

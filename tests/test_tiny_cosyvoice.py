@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.tiny_cosyvoice import SPEAKERS, write_tiny_cosyvoice2
-from nodes.cosyvoice_load import ENGINE_SECTIONS, load_cosyvoice2, reduce_yaml
-from nodes.errors import ModelLoadError
+from bus.errors import ModelLoadError
+from nodes.synthesize.cosyvoice.load import ENGINE_SECTIONS, load_cosyvoice2, reduce_yaml
+from nodes.synthesize.cosyvoice.tiny import SPEAKERS, write_tiny_cosyvoice2
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(180)
@@ -66,7 +66,7 @@ def test_loader_builds_only_inference_sections(tiny_models: tuple[Path, Path]) -
 
 def test_loads_strictly_in_a_fresh_process_without_training_modules(tiny_models: tuple[Path, Path]) -> None:
     code = (
-        "import sys; from pathlib import Path; from nodes.cosyvoice_load import load_cosyvoice2\n"
+        "import sys; from pathlib import Path; from nodes.synthesize.cosyvoice.load import load_cosyvoice2\n"
         f"m = load_cosyvoice2(Path({str(tiny_models[1])!r}))\n"
         "assert 'cosyvoice.dataset.processor' not in sys.modules and 'torchaudio' not in sys.modules\n"
         "assert 'lightning' not in sys.modules, 'PyTorch Lightning was imported'\n"
@@ -118,7 +118,7 @@ def test_the_models_tiny_command_writes_both_models_byte_for_byte_the_same_each_
         return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
     r = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "models", "tiny", str(tmp_path / "cli")],
+        [sys.executable, "-m", "stream_tts.cli", "models", "tiny", str(tmp_path / "cli")],
         cwd=REPO,
         capture_output=True,
         text=True,

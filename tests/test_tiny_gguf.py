@@ -10,8 +10,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from models.tiny_gguf import QWEN25_CHAT_TEMPLATE, SPECIALS, write_tiny_qwen2_gguf
-from nodes.llama_engine import quiet_llama_logs
+from nodes.translate.llama.engine import quiet_llama_logs
+from nodes.translate.llama.tiny import QWEN25_CHAT_TEMPLATE, SPECIALS, write_tiny_qwen2_gguf
 
 
 def sha(p: Path) -> str:

@@ -11,10 +11,11 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from models.tiny_gguf import write_tiny_qwen2_gguf
-from nodes.errors import ContextOverflow, EngineError, ModelLoadError
-from nodes.ja_text import is_japanese
-from nodes.llama_engine import LlamaSettings, LlamaTranslator
+from bus.errors import EngineError, ModelLoadError
+from nodes.translate.errors import ContextOverflow
+from nodes.translate.ja_text import is_japanese
+from nodes.translate.llama.engine import LlamaSettings, LlamaTranslator
+from nodes.translate.llama.tiny import write_tiny_qwen2_gguf
 
 SENTENCES = [
     "I fixed the bug in ⟦0⟧.",

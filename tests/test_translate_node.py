@@ -17,11 +17,16 @@ import pytest
 import zmq
 
 from bench.translate_gpu import SCRIPTED_ANSWER
+from bus.errors import ModelLoadError
 from bus.messages import Clause, Failed, Message, Sentence, TapEvent, decode, encode
 from models.manifest import WEIGHTS_DIR
-from models.tiny_gguf import Qwen2Dims, tiktoken_vocab, write_random_qwen2_gguf, write_tiny_qwen2_gguf
-from nodes.errors import ModelLoadError
-from nodes.translate import translate_settings
+from nodes.translate.llama.tiny import (
+    Qwen2Dims,
+    tiktoken_vocab,
+    write_random_qwen2_gguf,
+    write_tiny_qwen2_gguf,
+)
+from nodes.translate.settings import translate_settings
 from tests.conftest import REPO, BusEnv, tiktoken_file
 
 READY_TIMEOUT_S = 60.0
@@ -305,11 +310,11 @@ def test_an_empty_answer_is_retried_then_failed_as_empty(
 
 
 def test_the_node_process_loads_llama_cpp_before_pyzmq() -> None:
-    """The order the H200 needed (nodes/translate_entry.py): llama_cpp imported, then zmq, in the
-    process `stream-tts node translate` starts; and the doctor's import of nodes.translate
+    """The order the H200 needed (nodes/translate/entry.py): llama_cpp imported, then zmq, in the
+    process `stream-tts node translate` starts; and the doctor's import of nodes.translate.node
     stays free of llama.cpp."""
     run = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "bus.cli", "node", "translate", "--no-such-flag"],
+        [sys.executable, "-X", "importtime", "-m", "stream_tts.cli", "node", "translate", "--no-such-flag"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -321,7 +326,7 @@ def test_the_node_process_loads_llama_cpp_before_pyzmq() -> None:
     assert "llama_cpp" in done and "zmq" in done
     assert done.index("llama_cpp") < done.index("zmq")
     light = subprocess.run(
-        [sys.executable, "-c", "import sys, nodes.translate; print('llama_cpp' in sys.modules)"],
+        [sys.executable, "-c", "import sys, nodes.translate.node; print('llama_cpp' in sys.modules)"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ import zmq
 
 from bus.client import Publisher
 from bus.messages import Cancel, Sentence, decode
-from nodes.claude_stream import Say, StreamJsonReader
+from stream_tts.claude.stream_json import Say, StreamJsonReader
 from tests.conftest import REPO, BusEnv, stream_tts
 from tests.test_ingest_e2e import control_ids, control_sub, controls, ingest_sent_ns, nothing_more, sentences
 
@@ -63,7 +63,7 @@ def test_pipe_cancels_the_old_turn_at_every_stage_before_the_new_text(bus_env: B
         json.dumps(o) + "\n" for o in _turn("sess", 1, "Old news.") + _turn("sess", 2, "New news.")
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "bus.cli", "pipe"],
+        [sys.executable, "-m", "stream_tts.cli", "pipe"],
         input=lines,
         env=bus_env.env(),
         cwd=REPO,
@@ -137,7 +137,7 @@ def test_a_turn_without_final_punctuation_leaves_ingest_at_its_end_and_is_flushe
     bus_env.start("node", "ingest")
     control = control_sub(bus_env)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bus.cli", "pipe"],
+        [sys.executable, "-m", "stream_tts.cli", "pipe"],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=bus_env.env(),

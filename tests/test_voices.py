@@ -15,9 +15,8 @@ import soundfile as sf
 import torch
 
 from bus.messages import Failed, TapEvent
-from nodes.cosyvoice_engine import CosyVoiceEngine, EngineOptions
-from nodes.errors import UnknownVoice, VoiceError
-from nodes.voices import (
+from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+from nodes.synthesize.cosyvoice.voices import (
     DEFAULT_ORIGIN,
     DEFAULT_PROMPT,
     DEFAULT_PROMPT_TEXT,
@@ -27,6 +26,7 @@ from nodes.voices import (
     load_voice,
     make_voice,
 )
+from nodes.synthesize.errors import UnknownVoice, VoiceError
 from tests.conftest import REPO, write_config
 
 pytestmark = pytest.mark.timeout(180)
@@ -45,7 +45,7 @@ def prompt_wav(path: Path, seconds: float = 3.0, rate: int = 22050, pitch_hz: fl
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bus.cli", "voices", *args, "--config", str(config)],
+        [sys.executable, "-m", "stream_tts.cli", "voices", *args, "--config", str(config)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -118,7 +118,7 @@ def test_bad_prompts_are_refused_clearly(
 
 
 def test_engine_speaks_with_a_cloned_voice(tmp_path: Path, tiny_models: tuple[Path, Path]) -> None:
-    from nodes.voices import save_voice
+    from nodes.synthesize.cosyvoice.voices import save_voice
 
     cosy = tiny_models[1]
     folder = tmp_path / "voices"
@@ -136,7 +136,7 @@ def test_engine_speaks_with_a_cloned_voice(tmp_path: Path, tiny_models: tuple[Pa
 
 
 def test_a_voice_made_with_another_model_is_refused(tmp_path: Path, tiny_models: tuple[Path, Path]) -> None:
-    from nodes.voices import save_voice
+    from nodes.synthesize.cosyvoice.voices import save_voice
 
     record = make_voice(PromptFrontend(tiny_models[1]), "me", prompt_wav(tmp_path / "me.wav"), "はい。")
     record["fingerprint"] = "0" * 16
@@ -168,7 +168,7 @@ class Seen:
     """What the engine hands the LM driver and the vocoder, recorded on the way to the real ones."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from nodes import cosyvoice_stream as cs
+        from nodes.synthesize.cosyvoice import stream as cs
 
         self.lm: list[tuple[list[int], list[int]]] = []
         self.flow: list[tuple[int, int, torch.Tensor]] = []
@@ -191,7 +191,7 @@ class Seen:
 def test_a_cross_lingual_voice_keeps_its_prompt_out_of_the_lm_and_in_the_flow(
     tmp_path: Path, tiny_models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nodes.voices import save_voice
+    from nodes.synthesize.cosyvoice.voices import save_voice
 
     cosy, folder = tiny_models[1], tmp_path / "voices"
     fe = PromptFrontend(cosy)
@@ -237,7 +237,7 @@ def test_voices_add_cross_lingual_needs_no_transcript(tmp_path: Path, tiny_model
 def test_no_speaker_no_stored_voice_and_no_prompt_is_refused_with_the_fix(
     tmp_path: Path, tiny_models: tuple[Path, Path]
 ) -> None:
-    from nodes.voices import VoiceBank, save_voice
+    from nodes.synthesize.cosyvoice.voices import VoiceBank, save_voice
 
     model = speakerless(tiny_models[1], tmp_path / "m")
     fe = PromptFrontend(model)

@@ -32,16 +32,16 @@ if [ ! -x .venv/bin/python ]; then
   mkdir -p .venv/bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$PY")" > .venv/bin/python
   chmod +x .venv/bin/python
 fi
-$PY -m bus.cli tap --config "$D/pipeline.toml" --output "$D/tap.jsonl" & TAP=$!
-trap 'kill $TAP 2>/dev/null || true; $PY -m bus.cli down --config "$D/pipeline.toml" >/dev/null 2>&1 || true' EXIT
+$PY -m stream_tts.cli tap --config "$D/pipeline.toml" --output "$D/tap.jsonl" & TAP=$!
+trap 'kill $TAP 2>/dev/null || true; $PY -m stream_tts.cli down --config "$D/pipeline.toml" >/dev/null 2>&1 || true' EXIT
 t0=$SECONDS
-$PY -m bus.cli up --config "$D/pipeline.toml" --timeout 600
+$PY -m stream_tts.cli up --config "$D/pipeline.toml" --timeout 600
 echo "up in $((SECONDS - t0)) s"
-$PY -m bus.cli status --config "$D/pipeline.toml" || true
+$PY -m stream_tts.cli status --config "$D/pipeline.toml" || true
 for r in $(seq 1 "$ROUNDS"); do
   $PY -m bench.ttfa --config "$D/pipeline.toml" --sentences "$N" --json "$R/ttfa-e2e-${T}round$r.json"
 done
-$PY -m bus.cli down --config "$D/pipeline.toml"
+$PY -m stream_tts.cli down --config "$D/pipeline.toml"
 kill $TAP 2>/dev/null || true
 trap - EXIT
 gzip -c "$D/tap.jsonl" > "$R/ttfa-e2e-${T}tap.jsonl.gz"

@@ -8,7 +8,7 @@
 #   bash bench/gpu/job.sh wait SECONDS      wait for the job, then copy results to $OUT
 W=/tmp/gpu; mkdir -p $W
 cvreal() {  # the real-size random CosyVoice2 folder, once
-  [ -e $W/cosyvoice2-real/llm.pt ] || python3 -c "import sys; sys.path.insert(0, '.'); from pathlib import Path; from models.tiny_cosyvoice import write_random_cosyvoice2 as w; w(Path('$W/cosyvoice2-real'), size='real')"
+  [ -e $W/cosyvoice2-real/llm.pt ] || python3 -c "import sys; sys.path.insert(0, '.'); from pathlib import Path; from nodes.synthesize.cosyvoice.tiny import write_random_cosyvoice2 as w; w(Path('$W/cosyvoice2-real'), size='real')"
 }
 e2e() {  # e2e ROUNDS: the pipeline end to end, 8 sentences a round (bench/gpu/e2e.sh)
   bash bench/gpu/e2e.sh $W $W/qwen2.5-7b-random-Q4_K_M.gguf $W/cosyvoice2-real ${RESULTS:-$W/results} "$1" 8

@@ -1,0 +1,230 @@
+"""Japanese text as it streams out of the translator: split into clauses, cleaned, made whole.
+
+`ClauseSplitter` cuts a streamed decode at 。！？ (and at 、 once the clause is long enough to be
+spoken well) without ever losing or repeating a character, and cuts the same way however the text
+was chunked. `clean_clause` removes what must not be spoken: quotes, labels ("Translation:",
+"翻訳:"), parenthesised notes, markdown, and lines with no Japanese (romaji, English commentary).
+`ClauseStream` puts them together for one translation attempt: pieces in, clean clauses out with
+placeholders restored (nodes/translate/placeholders.py), the last one marked, nothing released before the
+first real Japanese so a failed attempt can be retried without having said anything.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nodes.translate.placeholders import placeholder, restore
+
+TERMINATORS = "。！？!?"  # always end a clause
+SOFT_BREAKS = "、，,"  # end a clause once it has min_clause_chars
+CLOSERS = "」』）)】〕〉》”’\"'"  # stay with the clause they close: 「…。」
+OPENERS = "「『（(【〔〈《“‘"
+MAX_BRACKET_CHARS = 120  # an opener never closed stops shielding its breaks after this many
+
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f々〆ヶ]")
+_PLACEHOLDER_LIKE = re.compile(r"(?:⟦|\[\[|【|〚|［［)\s*(\d{1,3})\s*(?:⟧|\]\]|】|〛|］］)")
+_PLACEHOLDER = re.compile(r"⟦\d+⟧")
+_LABEL = re.compile(
+    r"^\s*(?:(?:japanese\s+)?translation|japanese|answer|output|result|"
+    r"日本語訳|翻訳結果|翻訳|日本語|訳文|訳)\s*[:：]\s*",
+    re.IGNORECASE,
+)
+_COMMENTARY_TAIL = re.compile(r"\s+[-–—]+\s+.*$")  # "文です。 - This is a sentence."
+_PAREN = re.compile(r"（[^（）]*）|\([^()]*\)|\[[^\[\]]*\]")
+_QUOTES = re.compile(r"[「」『』“”\"＂‘’]")
+_MARKDOWN = re.compile(r"\*\*|__|`|^\s*(?:#{1,6}|[-*•]|>)\s+", re.MULTILINE)
+_SPACES = re.compile(r"\s+")
+_UNSPEAKABLE = re.compile(r"^[\s\W_]*$")  # punctuation / symbols only
+
+
+def is_japanese(text: str) -> bool:
+    """Has at least one kana or kanji (what a translation into Japanese must have)."""
+    return bool(_JAPANESE.search(text))
+
+
+def _spoken_len(text: str, originals: Sequence[str] = ()) -> int:
+    """Characters that are spoken: no spaces or punctuation; a placeholder counts as what it
+    stands for (a file name takes longer to say than ⟦0⟧ suggests)."""
+    if originals:
+        text = _PLACEHOLDER.sub(lambda m: _original(m.group(0), originals), text)
+    return sum(1 for ch in text if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
+
+
+def _original(ph: str, originals: Sequence[str]) -> str:
+    i = int(ph[1:-1])
+    return originals[i] if i < len(originals) else ph
+
+
+class ClauseSplitter:
+    """Cut streamed text into clauses; `"".join(fed) == "".join(clauses) + flush()`, always."""
+
+    def __init__(self, min_clause_chars: int = 8, originals: Sequence[str] = ()) -> None:
+        self.min_clause_chars = min_clause_chars
+        self.originals = originals  # what ⟦n⟧ in the text stands for, to measure clause length
+        self._buf: list[str] = []
+        self._depth = 0  # open brackets in the current clause
+        self._ended = ""  # the terminator seen; the clause goes once a non-closer follows
+
+    @property
+    def pending(self) -> str:
+        return "".join(self._buf)
+
+    def feed(self, text: str) -> list[str]:
+        out: list[str] = []
+        for ch in text:
+            if self._ended:
+                after_end = self._ended in TERMINATORS and ch in TERMINATORS  # ？！ 。。
+                if self._ended != "\n" and (ch in CLOSERS or after_end):
+                    self._buf.append(ch)
+                    continue
+                out.append(self.flush())
+            self._buf.append(ch)
+            if ch in OPENERS:
+                self._depth += 1
+            elif ch in CLOSERS and self._depth:
+                self._depth -= 1
+                before = self._buf[-2] if len(self._buf) > 1 else ""
+                if not self._depth and before in TERMINATORS:
+                    self._ended = before  # 「…。」 ends where its quote ends
+                    continue
+            if self._depth and len(self._buf) > MAX_BRACKET_CHARS:
+                self._depth = 0
+            if self._is_break(ch):
+                if ch in SOFT_BREAKS:  # outside brackets nothing closes after 、: go now, one
+                    out.append(self.flush())  # decoded token sooner than waiting to see the next
+                else:
+                    self._ended = ch
+        return out
+
+    def _is_break(self, ch: str) -> bool:
+        if ch == "\n":
+            return True
+        if self._depth:
+            return False  # a break inside brackets or quotes belongs to them
+        if ch in TERMINATORS:
+            return True
+        return ch in SOFT_BREAKS and _spoken_len(self.pending, self.originals) >= self.min_clause_chars
+
+    def flush(self) -> str:
+        """Whatever is held (a finished clause waiting for closers, or an unfinished one)."""
+        text = "".join(self._buf)
+        self._buf, self._depth, self._ended = [], 0, ""
+        return text
+
+
+def canonical_placeholders(text: str) -> str:
+    """Rewrite the look-alikes a model writes ([[0]], 【0】, ⟦ 0 ⟧) as ⟦0⟧."""
+    return _PLACEHOLDER_LIKE.sub(lambda m: placeholder(int(m.group(1))), text)
+
+
+def clean_clause(text: str, line_start: bool = False) -> str:
+    """What of one clause may be spoken ("" when nothing): no quotes, notes, labels, markdown,
+    commentary, or lines without Japanese. Placeholders (⟦n⟧) are kept."""
+    text = canonical_placeholders(text)
+    text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch)[0] != "C")
+    text = text.replace("\ufffd", "")
+    text = _MARKDOWN.sub("", text)
+    if line_start:
+        text = _LABEL.sub("", text)
+    # Notes in brackets go; a bracket holding a placeholder keeps the placeholder.
+    text = _PAREN.sub(lambda m: " ".join(_PLACEHOLDER.findall(m.group(0))), text)
+    text = _QUOTES.sub("", text)
+    text = _COMMENTARY_TAIL.sub(lambda m: m.group(0) if is_japanese(m.group(0)) else "", text)
+    text = _SPACES.sub(" ", text).strip()
+    bare = _PLACEHOLDER.sub("", text)
+    if re.search(r"[A-Za-z]", bare) and not is_japanese(bare):
+        return ""  # romaji, English commentary, a label line
+    if _UNSPEAKABLE.match(bare) and not _PLACEHOLDER.search(text):
+        return ""
+    return text
+
+
+@dataclass(frozen=True)
+class OutClause:
+    text: str
+    last: bool
+
+
+@dataclass
+class ClauseStream:
+    """One translation attempt: raw decoded pieces in, clean clauses (placeholders restored) out.
+
+    One line of Japanese is the whole translation: a newline after Japanese text ends the
+    stream (`done`), and the caller stops decoding. Clauses are held back until the first one
+    with Japanese, so a failed attempt (no Japanese at all) has released nothing.
+    """
+
+    originals: Sequence[str] = ()
+    min_clause_chars: int = 8
+    japanese_seen: bool = False
+    done: bool = False
+    released: int = 0
+    dropped: list[str] = field(default_factory=list)  # raw clauses that had nothing to say
+    missing: list[str] = field(default_factory=list)  # placeholders the model lost (re-appended)
+    duplicates: int = 0
+    masked: list[str] = field(default_factory=list)  # clean clauses, placeholders not yet restored
+    _seen: set[int] = field(default_factory=set)
+    _held: list[str] = field(default_factory=list)
+    _said: list[str] = field(default_factory=list)
+    _line_start: bool = True
+
+    def __post_init__(self) -> None:
+        self._splitter = ClauseSplitter(self.min_clause_chars, self.originals)
+
+    def feed(self, piece: str) -> list[OutClause]:
+        if self.done or not piece:
+            return []
+        head, newline, tail = piece.partition("\n")
+        out = self._take(self._splitter.feed(head))
+        if newline:
+            line_so_far = clean_clause(self._splitter.pending, self._line_start)
+            if self.japanese_seen or is_japanese(line_so_far):
+                self.done = True  # the rest is commentary, romaji, or a second opinion
+                return out
+            out += self._take([*self._splitter.feed("\n")])
+            out += self.feed(tail)
+        return out
+
+    def finish(self) -> list[OutClause]:
+        """The last clause (marked last), with any placeholder the model dropped appended. Empty
+        when nothing Japanese came: the caller retries or reports the failure."""
+        text = self._clause(self._splitter.flush()) or ""
+        said = "".join([*self._said, text])
+        # lost placeholders, unless the model wrote the original itself ("3件" for ⟦1⟧件)
+        self.missing = [o for i, o in enumerate(self.originals) if i not in self._seen and o not in said]
+        if self.missing:
+            text = " ".join([text, *self.missing]).strip()
+        if not self.japanese_seen:
+            return []
+        held, self._held = self._held, []
+        self.released += len(held) + 1
+        return [*(OutClause(t, False) for t in held), OutClause(text, True)]
+
+    def _take(self, raw_clauses: list[str]) -> list[OutClause]:
+        for raw in raw_clauses:
+            text = self._clause(raw)
+            if text:
+                self._held.append(text)
+        if not self.japanese_seen:
+            return []
+        held, self._held = self._held, []
+        self.released += len(held)
+        return [OutClause(t, False) for t in held]
+
+    def _clause(self, raw: str) -> str | None:
+        line_start, self._line_start = self._line_start, raw.endswith("\n")
+        cleaned = clean_clause(raw, line_start)
+        if not cleaned:
+            if raw.strip():
+                self.dropped.append(raw)
+            return None
+        if is_japanese(cleaned):
+            self.japanese_seen = True
+        self.masked.append(cleaned)
+        restored = restore(cleaned, self.originals, self._seen)
+        self.duplicates += restored.duplicates
+        self._said.append(restored.text)
+        return restored.text
