@@ -35,7 +35,7 @@ from bus.client import Publisher
 from bus.config import load_config
 from bus.endpoints import LAYOUT
 from bus.messages import Sentence, decode
-from nodes.ingest.speakable import SentenceStream
+from nodes.ingest.text.speakable import SentenceStream
 from stream_tts.claude.stream_json import StreamJsonReader, read_lines, says
 
 REPO = Path(__file__).resolve().parent.parent

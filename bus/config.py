@@ -1,6 +1,6 @@
 """The one settings object every process builds from `--config` / STREAM_TTS_CONFIG.
 
-A TOML file, every key optional (README "Configuration" lists them all):
+A TOML file, every key optional (docs/configuration.md lists them all):
 
     data_dir = "var"                 # journal, played.jsonl, WAVs, logs, supervisord socket
     [endpoints]  translate = "tcp://10.0.0.2:57101"     # see bus/endpoints.py; a list of addresses
@@ -26,8 +26,18 @@ from typing import Any
 
 from bus.endpoints import Endpoints
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO_ROOT / "var"
+REPO_ROOT = Path(__file__).resolve().parent.parent  # a checkout, or site-packages when installed
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
+
+
+def user_data_dir() -> Path:
+    """Where an installed copy keeps its data: the platform's per-user data folder."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "stream-tts"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "stream-tts"
+
+
+DEFAULT_DATA_DIR = REPO_ROOT / "var" if IN_CHECKOUT else user_data_dir()
 ENV_CONFIG = "STREAM_TTS_CONFIG"
 ENV_DATA_DIR = "STREAM_TTS_DATA_DIR"
 SECTIONS = ("ingest", "translate", "synthesize", "playback", "tap", "security")

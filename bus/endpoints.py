@@ -1,6 +1,6 @@
 """Where each socket of the bus lives, and which side binds it.
 
-The port block (all on 127.0.0.1 by default, documented in the README):
+The port block (all on 127.0.0.1 by default, documented in docs/configuration.md):
 
   57100  text        ingest binds SUB       producers (say, pipe, hook, Publisher) connect XPUB
   57101  translate   translate binds PULL   ingest connects PUSH

@@ -1,6 +1,6 @@
 """Which data messages a stage must not act on: cancelled, an older attempt, or a duplicate.
 
-Every stage is idempotent by (stream, seq, attempt) (DESIGN.md, "Reliability"), and this one
+Every stage is idempotent by (stream, seq, attempt) (docs/architecture.md, "Reliability"), and this one
 rule set, applied by the runtime before `handle`, makes it so for every node alike:
 - cancelled: ingest stamped the message before it took a Cancel for its stream (or for all);
   the time ingest took the cancel rides in the Cancel's own ingest stamp;

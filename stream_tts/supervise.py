@@ -18,12 +18,15 @@ from pathlib import Path
 import zmq
 
 from bus import topology
-from bus.config import ENV_CONFIG, ENV_DATA_DIR, REPO_ROOT, Config, ConfigError, load_config
+from bus.config import ENV_CONFIG, ENV_DATA_DIR, IN_CHECKOUT, REPO_ROOT, Config, ConfigError, load_config
 from bus.tap import events, subscribe
 
 NODES = topology.NODE_NAMES
 PROGRAMS = tuple(p.name for p in topology.PROGRAMS)
-SUPERVISORD_CONF = REPO_ROOT / "supervisord.conf"
+# The repo's file; an installed copy carries the same file in the package (a symlink in git).
+SUPERVISORD_CONF = (
+    REPO_ROOT / "supervisord.conf" if IN_CHECKOUT else Path(__file__).with_name("supervisord.conf")
+)
 UP_TIMEOUT_S = 300.0  # real models can take minutes to load the first time
 STATUS_LISTEN_S = 1.6  # a little more than one heartbeat
 SUPERVISOR_CHECK_S = 2.0  # how often `up` asks supervisord whether a node gave up (FATAL)
@@ -42,7 +45,9 @@ class NodeState:
 def render_conf(data_dir: Path, config_path: Path | None) -> Path:
     """supervisord.conf with its data paths moved to data_dir and the config passed on."""
     text = SUPERVISORD_CONF.read_text(encoding="utf-8")
-    text = text.replace("%(here)s/var", str(data_dir)).replace("%(here)s", str(REPO_ROOT))
+    text = text.replace("%(here)s/var", str(data_dir))
+    text = text.replace("%(here)s/.venv/bin/python", sys.executable)  # the python that runs `up`
+    text = text.replace("%(here)s", str(REPO_ROOT if IN_CHECKOUT else data_dir))
     env_line = f'environment=STREAM_TTS_DATA_DIR="{data_dir}",PYTHONUNBUFFERED="1"'
     if config_path is not None:
         env_line += f',{ENV_CONFIG}="{config_path}"'

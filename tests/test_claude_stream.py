@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.ingest.speakable import SentenceStream
+from nodes.ingest.text.speakable import SentenceStream
 from stream_tts.claude.pipe import ingest_sentences
 from stream_tts.claude.stream_json import Say, StreamJsonReader, read_lines, says
 

@@ -86,7 +86,7 @@ def test_sockets_get_bounded_queues_and_size_limits(tmp_path: Path) -> None:
 def test_an_unknown_ingest_key_is_refused_naming_the_known_ones() -> None:
     import pytest
 
-    from nodes.ingest.node import IngestSettings
+    from nodes.ingest.settings import IngestSettings
 
     with pytest.raises(ValueError, match=r"unknown key\(s\) idle_flush;.*idle_flush_s"):
         IngestSettings.from_section({"idle_flush": 1.0})
@@ -99,7 +99,7 @@ def test_every_section_refuses_an_unknown_key_the_same_way() -> None:
 
     from bus.errors import EngineError
     from nodes.playback.settings import PlaybackSettings
-    from nodes.synthesize.node import SynthSettings
+    from nodes.synthesize.settings import SynthSettings
 
     with pytest.raises(EngineError, match=r"\[playback\] unknown key\(s\) jitter; known: .*jitter_ms"):
         PlaybackSettings.from_section({"jitter": 1})

@@ -129,7 +129,7 @@ def test_graph_replay_equals_eager_on_cuda(
 
 def test_cuda_graphs_setting(tiny_models: tuple[Path, Path]) -> None:
     from bus.errors import EngineError, ModelLoadError
-    from nodes.synthesize.node import SynthSettings
+    from nodes.synthesize.settings import SynthSettings
 
     assert SynthSettings.from_section({"cuda_graphs": True}).cuda_graphs == "true"
     assert SynthSettings.from_section({"cuda_graphs": False}).cuda_graphs == "false"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodes.ingest.segmenter import Segmenter
+from nodes.ingest.text.segmenter import Segmenter
 
 DATA = Path(__file__).parent / "data" / "ingest"
 

@@ -117,7 +117,7 @@ def test_the_cli_prints_fields_the_makefile_reads() -> None:
 
 def test_the_module_uses_only_the_standard_library() -> None:
     """The Makefile runs it with the system python3 before the venv (and its packages) exist."""
-    tree = ast.parse((REPO / "bus" / "setup_plan.py").read_text())
+    tree = ast.parse((REPO / "stream_tts" / "setup_plan.py").read_text())
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert names <= set(sys.stdlib_module_names) | {"__future__"}, names

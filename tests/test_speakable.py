@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.ingest.speakable import SentenceStream, SpeakOptions, to_speakable
+from nodes.ingest.text.speakable import SentenceStream, SpeakOptions, to_speakable
 
 DATA = Path(__file__).parent / "data" / "ingest"
 
@@ -31,7 +31,7 @@ DATA = Path(__file__).parent / "data" / "ingest"
         ("Go to https://github.com/anthropics/claude-code.", "Go to github.com."),
         ("Go to <https://www.example.org/x>.", "Go to example.org."),
         ("![diagram](x.png) Look at this.", "Look at this."),
-        ("Edit `src/bus/node.py` and nodes/ingest/node.py now.", "Edit node.py and ingest.py now."),
+        ("Edit `src/bus/node.py` and nodes/ingest.py now.", "Edit node.py and ingest.py now."),
         ("Use ~/.config/app/ for it.", "Use app for it."),
         ("and/or TCP/IP input/output", "and/or TCP/IP input/output"),
         ("Upgraded to v2.3.1 (was v2.2).", "Upgraded to version 2.3.1 (was version 2.2)."),

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import ClassVar
 
 from bus import topology
-from bus.config import unknown_keys
 from bus.events import Kind
 from bus.journal import CANCELLED, FAILED, PLAYED, SENT, Entry, Journal
 from bus.messages import (
@@ -30,53 +28,12 @@ from bus.messages import (
     TextIn,
 )
 from bus.node import Node, main_for
-from nodes.ingest.deadlines import WINDOW, DeadlineEstimator, DeadlinePolicy
-from nodes.ingest.speakable import SentenceStream
+from nodes.ingest.deadlines import WINDOW, DeadlineEstimator
+from nodes.ingest.engine import Sentences
+from nodes.ingest.settings import IngestSettings
+from nodes.ingest.text.speakable import SentenceStream
 
 PRUNE_EVERY_S = 60.0
-# What [ingest] may hold: the text-shaping keys (SpeakOptions, SentenceStream), the pipe/hook's
-# cancel_on_new_turn, and the journal's IngestSettings (below). Anything else is a typo: refused.
-STREAM_KEYS = ("idle_flush_s", "max_sentence_chars", "max_table_rows", "cancel_on_new_turn")
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """Journal and re-send knobs; the text-shaping keys of [ingest] are SentenceStream's."""
-
-    deadline_base_s: float = 60.0  # before anything is measured: base + per_char * len(text)
-    deadline_per_char_s: float = 0.5
-    deadline_margin: float = 3.0  # then: margin * quantile of measured s/char * len(text) ...
-    deadline_quantile: float = 0.9
-    deadline_min_s: float = 5.0  # ... within [min_s, max_s]
-    deadline_max_s: float = 600.0
-    max_attempts: int = 3  # sends per sentence before it is reported failed
-
-    @classmethod
-    def from_section(cls, section: dict[str, object]) -> IngestSettings:
-        if why := unknown_keys("ingest", section, ingest_keys()):
-            raise ValueError(why)
-        known = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
-        out = cls(**known)  # type: ignore[arg-type]
-        if type(out.max_attempts) is not int or out.max_attempts < 1:
-            raise ValueError(f"[ingest] max_attempts must be an integer >= 1, got {out.max_attempts!r}")
-        out.policy().check()
-        return out
-
-    def policy(self) -> DeadlinePolicy:
-        return DeadlinePolicy(
-            base_s=self.deadline_base_s,
-            per_char_s=self.deadline_per_char_s,
-            margin=self.deadline_margin,
-            quantile=self.deadline_quantile,
-            min_s=self.deadline_min_s,
-            max_s=self.deadline_max_s,
-        )
-
-
-def ingest_keys() -> set[str]:
-    from nodes.ingest.speakable import SpeakOptions
-
-    return {*SpeakOptions.__dataclass_fields__, *STREAM_KEYS, *IngestSettings.__dataclass_fields__}
 
 
 class IngestNode(Node):
@@ -95,7 +52,7 @@ class IngestNode(Node):
             SentenceStream.from_section(self.section)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"[ingest] has a bad value: {exc}") from exc
-        self.streams: dict[str, SentenceStream] = {}
+        self.streams: dict[str, Sentences] = {}
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         self.event(Kind.JOURNAL, None, **self.journal.counts())
 

@@ -35,70 +35,23 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bus import topology
-from bus.config import unknown_keys
 from bus.errors import EngineError
 from bus.events import FirstChunk, Kind, SynthStarted, TextWait
 from bus.messages import AudioChunk, Cancel, Clause, ControlMessage, Failed, Message
 from bus.node import HOST, Node, main_for
-from nodes.synthesize.cosyvoice.engine import EngineOptions
 from nodes.synthesize.engine import Synthesizer
 from nodes.synthesize.errors import NothingToSay, SynthesisCancelled, UnknownVoice
+from nodes.synthesize.settings import SynthSettings
 
 MAX_QUEUED_SENTENCES = 64  # sentences waiting for the engine; past this a new one is failed at once
 REMEMBER_DONE = 4096  # finished (stream, seq, attempt) keys kept to drop late duplicate clauses
 STOP_JOIN_S = 5.0
 
 Key = tuple[str, int, int]
-
-
-@dataclass(frozen=True)
-class SynthSettings:
-    """The [synthesize] table: the node's own keys, and the engine's with the engine's defaults."""
-
-    model_dir: str = "models/weights/CosyVoice2-0.5B"
-    device: str = EngineOptions.device
-    dtype: str = EngineOptions.dtype
-    voice: str = ""
-    instruct: str = EngineOptions.instruct
-    frontend: str = "kana"
-    first_hop_tokens: int = EngineOptions.first_hop_tokens
-    hop_tokens: int = EngineOptions.hop_tokens
-    deadline_s: float = EngineOptions.deadline_s
-    max_text_tokens: int = EngineOptions.max_text_tokens
-    min_token_text_ratio: float = EngineOptions.min_token_text_ratio
-    max_token_text_ratio: float = EngineOptions.max_token_text_ratio
-    seed: int = EngineOptions.seed
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    # "auto" | true | false (a TOML bool is taken as "true" / "false")
-    cuda_graphs: str = EngineOptions.cuda_graphs
-    compile_flow: bool = EngineOptions.compile_flow
-    compile_lm: bool = EngineOptions.compile_lm
-
-    @classmethod
-    def from_section(cls, section: Any) -> SynthSettings:
-        kinds = {f.name: type(f.default) for f in fields(cls)}
-        if why := unknown_keys("synthesize", section, kinds):
-            raise EngineError(why)
-        values: dict[str, Any] = {}
-        for key, value in section.items():
-            want = kinds[key]
-            if key == "cuda_graphs" and isinstance(value, bool):
-                value = "true" if value else "false"
-            ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                value, ok = float(value), True
-            if not ok:
-                raise EngineError(f"[synthesize] {key} must be {want.__name__}, got {value!r}")
-            values[key] = value
-        if values.get("frontend", "kana") not in ("kana", "none"):
-            raise EngineError('[synthesize] frontend must be "kana" or "none"')
-        if values.get("cuda_graphs", "auto") not in ("auto", "true", "false"):
-            raise EngineError('[synthesize] cuda_graphs must be "auto", true or false')
-        return cls(**values)
 
 
 @dataclass
@@ -174,7 +127,7 @@ class SynthesizeNode(Node):
         return self.engine
 
     def _open_engine(self) -> Any:
-        from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine
+        from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
         from nodes.synthesize.cosyvoice.voices import voices_dir
 
         s = self.settings

@@ -6,7 +6,7 @@ and exits 0, all within a few tens of milliseconds (only the standard library is
 the fork). The child finds the text, drops a repeat, publishes it with stream = session_id, and
 writes any error to <data_dir>/log/hook.log.
 
-What is said (shared/notes/claude-code-formats.md, section 4):
+What is said (docs/claude-code.md):
 - Stop, SubagentStop: `last_assistant_message` (Claude Code >= 2.1.47). Older versions do not send
   it; then the last assistant message is read from the transcript file the payload names (for
   SubagentStop the sub-agent's own `agent_transcript_path`, whose entries are all side chain). That

@@ -9,7 +9,7 @@ vanish (the slow joiner). With no tap, or nobody watching it, the wait ends and 
 `segment` runs the very code ingest runs on what a producer publishes: the same extraction as
 `pipe` (stream_tts/claude/stream_json.py) or `hook` (stream_tts/claude/hook.py), then one
 `SentenceStream` per stream
-(nodes/ingest/speakable.py: segmenter + speakable text) fed exactly as ingest feeds it (feed each text,
+(nodes/ingest/text/speakable.py: segmenter + speakable text) fed exactly as ingest feeds it (feed each text,
 flush on final and on Flush), with the [ingest] options of the config. What it prints is what will
 be spoken.
 """
@@ -253,7 +253,7 @@ def ingest_sentences(
     each text, flush when it is final or on a Flush; what is still open at the end is flushed
     (ingest's idle flush)."""
     from bus.client import text_pieces
-    from nodes.ingest.speakable import SentenceStream
+    from nodes.ingest.text.speakable import SentenceStream
 
     streams: dict[str, SentenceStream] = {}
     for say in items:

@@ -2,7 +2,7 @@
 
     claude -p --output-format stream-json --verbose [--include-partial-messages] "task" | stream-tts pipe
 
-What is spoken (shared/notes/claude-code-formats.md has the format with sources):
+What is spoken (docs/claude-code.md):
 - `text` blocks of main-thread `assistant` lines (`parent_tool_use_id` null). Not thinking,
   tool_use, tool results (`user` lines), `system`, `result` (it repeats the last text block), nor
   unknown line types (newer CLIs add some: skipped like the official SDK does).

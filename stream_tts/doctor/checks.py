@@ -167,7 +167,7 @@ _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 def model_paths(config: Config) -> tuple[Path, Path]:
     """(the GGUF translate loads, the folder synthesize loads), by the nodes' own settings code."""
-    from nodes.synthesize.node import SynthSettings
+    from nodes.synthesize.settings import SynthSettings
     from nodes.translate.settings import translate_settings
 
     gguf = translate_settings(config.section("translate"), config.base_dir)[0].model

@@ -1,15 +1,7 @@
-"""The sound device, behind a narrow seam: `AudioOutput` opens a stream that pulls float32 mono blocks
-from a render function in the device's own thread, and reports what the device says about itself.
-
-The real one is `SoundDeviceOutput` (sounddevice → PortAudio). sounddevice is imported lazily and
-only here: a machine without PortAudio, or with no output device, gets `NoAudioDevice` and the node
-falls back to WAV files. PortAudio enumerates devices once per initialisation; `rescan()`
-re-initialises it after a device vanished (notes/audio-path.md).
-
-    EngineError (bus.errors)
-    └── AudioDeviceError      the sound device could not be used
-        ├── NoAudioDevice     none at all, or the configured one is absent
-        └── DeviceLost        the stream stopped by itself (unplugged, server gone)
+"""The real sound device: `SoundDeviceOutput` is the `AudioOutput` of nodes/playback/engine.py on
+sounddevice (PortAudio). sounddevice is imported lazily and only here: a machine without PortAudio,
+or with no output device, gets `NoAudioDevice` and the node falls back to WAV files. PortAudio
+enumerates devices once per initialisation; `rescan()` re-initialises it after a device vanished.
 """
 
 from __future__ import annotations
@@ -17,58 +9,23 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from bus.errors import EngineError
+from nodes.playback.engine import (
+    AudioDeviceError,
+    AudioOutput,
+    DeviceLost,
+    NoAudioDevice,
+    OpenInfo,
+    Render,
+)
 
-Render = Callable[[int, int], np.ndarray]  # (frames, DAC wall ns of the first) -> float32[frames]
+__all__ = ["AudioDeviceError", "AudioOutput", "DeviceLost", "NoAudioDevice", "OpenInfo", "Render"]
+
 MAX_DAC_DELAY_S = 2.0  # a reported output delay beyond this is nonsense: use the stream latency
 CLOSE_TIMEOUT_S = 2.0  # a stream of a dead device may hang in close(): give up waiting after this
-
-
-class AudioDeviceError(EngineError):
-    """The sound device could not be used."""
-
-
-class NoAudioDevice(AudioDeviceError):
-    """There is no usable output device (none at all, or the configured one is absent)."""
-
-
-class DeviceLost(AudioDeviceError):
-    """The output stream stopped by itself: device unplugged, sound server gone."""
-
-
-@dataclass(frozen=True)
-class OpenInfo:
-    device: str
-    rate_hz: int  # the stream's rate (the synthesizer's, or the device's when it cannot take that)
-    channels: int
-    latency_s: float  # the output latency PortAudio reports for the stream
-    blocksize: int
-
-
-class AudioOutput(Protocol):
-    """A device stream pulling blocks from `render` until close()."""
-
-    def probe(self) -> str:
-        """The output device's name, or NoAudioDevice saying why there is none."""
-        ...
-
-    def open(self, rate_hz: int, render: Render) -> OpenInfo: ...
-
-    def close(self) -> None: ...
-
-    def failure(self) -> str | None:
-        """Why the open stream stopped by itself, or None while it runs (or is closed)."""
-        ...
-
-    def underflows(self) -> int:
-        """Output underflows the device reported since this object was made."""
-        ...
 
 
 def _sd() -> Any:

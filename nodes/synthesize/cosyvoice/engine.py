@@ -187,7 +187,7 @@ class TextSource:
 
 
 def refuse_v1(model_dir: Path) -> None:
-    """A CosyVoice v1 folder is refused with the reason (README, Synthesize): its LM is a
+    """A CosyVoice v1 folder is refused with the reason (docs/synthesize.md): its LM is a
     different TransformerLM that reads the whole text before speaking (no bistream), at 22.05 kHz,
     with another tokenizer, so this streaming engine does not carry it."""
     from nodes.synthesize.cosyvoice.load import YAML_NAME

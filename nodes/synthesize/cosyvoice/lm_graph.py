@@ -1,7 +1,7 @@
 """CosyVoice2's LM step replayed from CUDA graphs: the same call as cosyvoice_stream.LmStep.
 
 Eager PyTorch spends ~22 ms a token on the 24-layer Qwen2 trunk of CosyVoice2-0.5B on an H100,
-launching hundreds of small kernels (../shared/notes/gpu-anchors.md); the GPU work itself is well
+launching hundreds of small kernels (bench/results/gpu-notes.md); the GPU work itself is well
 under 1 ms. So each input length the bistream protocol feeds (1 token while speaking, 2-7 when a
 text group or the task id goes in) is captured once as a CUDA graph over a StaticCache (fixed
 shapes, cache positions in a device tensor updated before each replay) and replayed after.

@@ -7,7 +7,7 @@ says the same words), and every prompt starts with the same system prompt, whose
 computed once at load and then reused through llama-cpp-python's prefix matching (the prompt of
 each sentence shares its first tokens with what is already in the cache, so only the rest is
 evaluated; `last_stats` counts both). llama.cpp's own logging is silenced; its failures surface as
-the EngineError subclasses of nodes/errors.py.
+the EngineError subclasses of nodes/translate/errors.py.
 """
 
 from __future__ import annotations

@@ -19,12 +19,12 @@ It works on the raw markdown, because block structure decides where sentences en
   still become sentences. Table separator rows are dropped; past `max_table_rows` body rows the
   rest are counted and said as one "And N more rows." at the table's end.
 - fenced code blocks: the opening fence line ("```python") is emitted as one unit, so speech can
-  say "here is some code" as it starts (nodes/ingest/speakable.py decides the words); the body is dropped.
+  say "here is some code" as it starts (speakable.py decides the words); the body is dropped.
 - a sentence longer than `max_chars` is cut at its last space, so no message outgrows the bus.
 
-Units come out as raw markdown (markers included); `nodes.ingest.speakable.to_speakable` turns each into
-what is said. `SentenceStream` in nodes/ingest/speakable.py chains the two; ingest and `stream-tts segment`
-both use it so that what `segment` prints is what ingest sends.
+Units come out as raw markdown (markers included); `speakable.to_speakable` turns each into what
+is said. `SentenceStream` in speakable.py chains the two; ingest and `stream-tts segment` both use it
+so that what `segment` prints is what ingest sends.
 """
 
 from __future__ import annotations

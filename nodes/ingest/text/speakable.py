@@ -1,6 +1,6 @@
 """Markdown units -> what a person would say; and `SentenceStream`, what ingest sends per stream.
 
-The segmenter (nodes/ingest/segmenter.py) cuts streamed markdown into units that keep their markup, so
+The segmenter (nodes/ingest/text/segmenter.py) cuts streamed markdown into units that keep their markup, so
 block structure can decide the cuts; `to_speakable` then works on one finished unit at a time,
 which is why it can be a plain function of a short string:
 - block markers go (`#`, `>`, `- `, `1. `, task boxes); a table row is read as its cells joined by
@@ -25,7 +25,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from nodes.ingest.segmenter import DEFAULT_IDLE_FLUSH_S, DEFAULT_MAX_CHARS, DEFAULT_MAX_TABLE_ROWS, Segmenter
+from nodes.ingest.text.segmenter import (
+    DEFAULT_IDLE_FLUSH_S,
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_TABLE_ROWS,
+    Segmenter,
+)
 
 CODE_LANGS = {
     "py": "Python", "python": "Python", "js": "JavaScript", "javascript": "JavaScript", "jsx": "JavaScript",
