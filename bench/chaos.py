@@ -3,7 +3,13 @@
 Runs against a pipeline under supervisord (`stream-tts up`, or `--up` here: the tiny models):
 
     python -m bench.chaos --config F --data-dir D [--up] [--sentences 500] [--streams 3] [--kills 100]
-        [--kill-interval 1.5] [--min-up 3] [--window 4] [--seed 0] [--json out.json]
+        [--kill-interval 1.5] [--min-up 3] [--window 4] [--burst 0] [--seed 0] [--json out.json]
+
+Two paces. `--window N`: each producer keeps at most N of its sentences open (accepted, not yet
+played), a long steady soak. `--burst N` (window 0): each producer writes its answer as an agent
+does, N sentences as fast as they are accepted, all of them before the first is played, then waits
+until the answer has been spoken before the next burst; the killer also strikes within the first
+second of some bursts.
 
 Producers: one thread per stream sends one sentence at a time (a Publisher, like `say`) and moves on
 once the sentence is *accepted*, i.e. ingest has journaled it (a row in <data_dir>/journal.sqlite3;
@@ -16,18 +22,22 @@ RESEND_AFTER_S. Nothing tells a producer for sure that a message died (TextIn ca
 ingest could de-duplicate by), so a re-sent sentence may, rarely, be accepted twice: counted as
 `accepted_twice`, two journal rows, each of which must play once like any other. Each producer
 keeps at most `window` of its sentences accepted and still open in the journal (not yet played or
-failed), as an agent would not write faster than it is spoken for long.
+failed), or writes bursts (`--burst`, above).
 
-Killer: every `kill_interval` seconds, SIGKILL one node picked at random among the four (ingest,
-translate, synthesize, playback) that are serving: RUNNING in supervisord for at least `min_up`
-seconds (pids and start times from its XML-RPC interface, which `supervisorctl status` reads) with
-a `ready` heartbeat from that very pid on the tap. A node still loading its model, or just back, is
-not hit again at once: synthesize takes ~6 s to load here, and killing it whenever it comes back
+Killer: every `kill_interval` seconds, SIGKILL one program picked at random among the four nodes
+(ingest, translate, synthesize, playback) and the tap proxy that are serving: RUNNING in
+supervisord for at least `min_up` seconds (pids and start times from its XML-RPC interface, which
+`supervisorctl status` reads) with a `ready` heartbeat from that very pid on the tap (the tap proxy
+has no heartbeat: RUNNING that long). A node still loading its model, or just back, is not hit
+again at once: synthesize takes ~6 s to load here, and killing it whenever it comes back
 would only starve the pipeline, not test it. supervisord restarts each one.
 
 At the end (every accepted sentence finished in the journal, or the timeout), it compares the
 journal with <data_dir>/played.jsonl and prints lost / duplicated / out-of-order counts (target
-0/0/0), the worst delay from acceptance to playing, and writes everything as JSON.
+0/0/0; a sentence failed or given up counts as lost: nobody asked for it to go), the worst delay
+from acceptance to playing, the worst silence after a kill (from the kill to the next sentence
+played, for kills while something was still to be said; per killed program), and writes
+everything as JSON.
 """
 
 from __future__ import annotations
@@ -55,6 +65,8 @@ from bus.endpoints import RECONNECT_IVL_MAX_MS
 from bus.tap import events, subscribe
 
 NODES = topology.NODE_NAMES
+TARGETS = (*NODES, topology.TAP.name)  # what the killer may hit: every program
+BURST_KILL_S = 1.0  # a burst-start kill strikes within this of the burst's first sentence
 ACCEPT_POLL_S = 0.05
 RESEND_AFTER_S = 15.0  # not journaled this long with no ingest restart in between: send again
 KILL_LOOKBACK_S = 3.0  # an ingest kill this long before a send may still have swallowed it
@@ -74,6 +86,7 @@ class Shared:
     event_counts: dict[str, int] = field(default_factory=dict)
     resent: int = 0
     producers_done: int = 0
+    burst_starts: list[float] = field(default_factory=list)  # monotonic, not yet struck
 
 
 def _journal(data_dir: Path) -> sqlite3.Connection:
@@ -107,18 +120,24 @@ def _ingest_serving(sh: Shared, since_pid: int | None) -> bool:
     return state == "ready" and pid != since_pid
 
 
-def produce(config: Config, sh: Shared, stream: str, texts: list[str], window: int) -> None:
+def produce(config: Config, sh: Shared, stream: str, texts: list[str], window: int, burst: int = 0) -> None:
+    """Window > 0: at most `window` open. Burst > 0: `burst` sentences at once, then wait till done."""
     db: sqlite3.Connection | None = None
     pub = Publisher(config, wait_s=2.0)
     try:
-        for text in texts:
-            while not sh.stop.is_set():  # at most `window` accepted and not yet done (played or failed)
+        for i, text in enumerate(texts):
+            while not sh.stop.is_set():  # at most `limit` accepted and not yet done (played or failed)
                 if db is None:
                     with contextlib.suppress(sqlite3.Error):
                         db = _journal(config.data_dir)
-                if db is not None and _open(db, stream) < window:
+                if db is not None and (
+                    (i % burst != 0 or _open(db, stream) == 0) if burst else _open(db, stream) < window
+                ):  # a burst goes all at once, the next after the last was spoken
                     break
                 time.sleep(ACCEPT_POLL_S)
+            if burst and i % burst == 0:
+                with sh.lock:
+                    sh.burst_starts.append(time.monotonic())
             while not sh.stop.is_set():
                 with sh.lock:
                     ingest_pid = sh.heartbeat.get("ingest", (0, ""))[0]
@@ -177,7 +196,16 @@ def watch_tap(config: Config, sh: Shared) -> None:
                             int(ev.detail.get("pid", 0)),
                             str(ev.detail.get("state", "")),
                         )
-                    elif ev.kind in ("retry", "failed", "skipped", "stale", "duplicate", "error", "dropped"):
+                    elif ev.kind in (
+                        "retry",
+                        "failed",
+                        "skipped",
+                        "stale",
+                        "duplicate",
+                        "error",
+                        "dropped",
+                        "given_up",
+                    ):
                         key = f"{ev.node}.{ev.kind}"
                         sh.event_counts[key] = sh.event_counts.get(key, 0) + 1
     finally:
@@ -197,9 +225,20 @@ def kill_loop(
 ) -> None:
     rpc = _supervisor(data_dir)
     next_at = time.monotonic() + interval_s
+    burst_until = 0.0  # a burst began: strike before this (monotonic), whatever the interval says
     while not sh.stop.is_set() and len(sh.kills) < kills:
-        time.sleep(max(0.0, next_at - time.monotonic()))
-        next_at += interval_s
+        with sh.lock:
+            if sh.burst_starts:
+                burst_until = max(sh.burst_starts) + BURST_KILL_S
+                sh.burst_starts.clear()
+        at_burst = time.monotonic() < burst_until
+        if not at_burst:
+            time.sleep(max(0.0, min(next_at, time.monotonic() + 0.1) - time.monotonic()))
+            if time.monotonic() < next_at:
+                continue
+            next_at += interval_s
+        else:
+            time.sleep(0.05)
         try:
             info = {p["name"]: p for p in rpc.supervisor.getAllProcessInfo()}
         except (OSError, xmlrpc.client.Fault):
@@ -208,20 +247,20 @@ def kill_loop(
             beats = dict(sh.heartbeat)
         serving = [
             n
-            for n in NODES
+            for n in TARGETS
             if info.get(n, {}).get("statename") == "RUNNING"
-            and beats.get(n, (0, ""))[0] == info[n]["pid"]
-            and beats[n][1] == "ready"
-            and info[n]["now"] - info[n]["start"] >= min_up_s
-        ]
+            and info[n]["now"] - info[n]["start"] >= (min(min_up_s, 1.0) if at_burst else min_up_s)
+            and (n == topology.TAP.name or beats.get(n, (0, "")) == (info[n]["pid"], "ready"))
+        ]  # the tap proxy has no heartbeat of its own: RUNNING long enough is serving
         if not serving:
             continue
         node = rng.choice(serving)
         pid = int(info[node]["pid"])
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+        burst_until = 0.0 if at_burst else burst_until
         with sh.lock:
-            sh.kills.append({"node": node, "pid": pid, "at": time.time()})
+            sh.kills.append({"node": node, "pid": pid, "at": time.time(), "at_burst": at_burst})
             sh.heartbeat[node] = (pid, "killed")
             if node == "ingest":
                 sh.ingest_kills.append(time.monotonic())
@@ -238,7 +277,29 @@ def _open_count(data_dir: Path) -> int | None:
         return None
 
 
-def account(data_dir: Path, texts: dict[str, list[str]]) -> dict[str, Any]:
+def silences(
+    records: list[dict[str, Any]], created: list[int], kills: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Seconds from each kill to the next sentence played, for kills that struck while something
+    accepted was still to be played; the worst per killed program and overall."""
+    starts = sorted(int(r["first_sample_wall_ns"]) for r in records)
+    per: dict[str, float] = {}
+    for k in kills:
+        at = int(k["at"] * 1e9)
+        nxt = next((t for t in starts if t >= at), None)
+        if nxt is None or not any(c < at for c in created):
+            continue
+        silence = (nxt - at) / 1e9
+        per[k["node"]] = max(per.get(k["node"], 0.0), silence)
+    return {
+        "worst": round(max(per.values()), 3) if per else None,
+        "worst_per_node": {n: round(v, 3) for n, v in sorted(per.items())},
+    }
+
+
+def account(
+    data_dir: Path, texts: dict[str, list[str]], kills: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Compare what was accepted (the journal) with what was played (played.jsonl)."""
     db = _journal(data_dir)
     try:
@@ -274,6 +335,10 @@ def account(data_dir: Path, texts: dict[str, list[str]]) -> dict[str, Any]:
         if seen[key] == 1:
             delays.append((r["first_sample_wall_ns"] - row[6]) / 1e9)
     lost = sorted(k for k in journal if k not in seen)
+    ours = [r for r in records if str(r["stream"]) in texts]
+    unplayed = [r[6] for k, r in journal.items() if k not in seen]
+    created_then = [r[6] for r in journal.values()]
+    silence = silences(ours, created_then if unplayed or ours else [], kills or [])
     duplicated = sorted(k for k, n in seen.items() if n > 1)
     accepted_texts = {s: [r[2] for r in sorted(rows, key=lambda r: r[1]) if r[0] == s] for s in texts}
     return {
@@ -298,6 +363,7 @@ def account(data_dir: Path, texts: dict[str, list[str]]) -> dict[str, Any]:
         "journal_states": {
             st: sum(1 for r in journal.values() if r[4] == st) for st in {r[4] for r in journal.values()}
         },
+        "silence_after_kill_s": silence,
         "delay_s": {
             "worst": round(max(delays), 3) if delays else None,
             "p50": round(statistics.median(delays), 3) if delays else None,
@@ -327,6 +393,7 @@ def run_chaos(
     seed: int = 0,
     timeout_s: float = 600.0,
     min_up_s: float = 3.0,
+    burst: int = 0,
 ) -> dict[str, Any]:
     """Drive a running pipeline (see the module docstring); returns the result as a dict."""
     rng = random.Random(seed)
@@ -344,7 +411,8 @@ def run_chaos(
         t.start()
     time.sleep(1.5)  # a heartbeat from every node
     producers = [
-        threading.Thread(target=produce, args=(config, sh, s, texts[s], window), daemon=True) for s in names
+        threading.Thread(target=produce, args=(config, sh, s, texts[s], window, burst), daemon=True)
+        for s in names
     ]
     killer = threading.Thread(
         target=kill_loop, args=(config.data_dir, sh, kills, kill_interval_s, rng, min_up_s), daemon=True
@@ -369,8 +437,8 @@ def run_chaos(
     sh.stop.set()
     for t in [*producers, killer, *watchers]:
         t.join(timeout=5)
-    result = account(config.data_dir, texts)
-    per_node = {n: sum(1 for k in sh.kills if k["node"] == n) for n in NODES}
+    result = account(config.data_dir, texts, sh.kills)
+    per_node = {n: sum(1 for k in sh.kills if k["node"] == n) for n in TARGETS}
     result.update(
         seconds=round(produced_s, 1),
         # which phase set the length: the last kill, or the last sentence accepted
@@ -378,6 +446,8 @@ def run_chaos(
         accepted_by_s=None if sent_s is None else round(sent_s, 1),
         timed_out=timed_out,
         kills=len(sh.kills),
+        kills_at_burst_start=sum(1 for k in sh.kills if k.get("at_burst")),
+        kill_log=[{"node": k["node"], "at_s": round(k["at"] - wall0, 2)} for k in sh.kills],
         kills_per_node=per_node,
         producer_resends=sh.resent,
         events=dict(sorted(sh.event_counts.items())),
@@ -387,6 +457,7 @@ def run_chaos(
             "kills": kills,
             "kill_interval_s": kill_interval_s,
             "window": window,
+            "burst": burst,
             "seed": seed,
             "min_up_s": min_up_s,
         },
@@ -403,13 +474,18 @@ def table(res: dict[str, Any]) -> str:
         ("out of order", res["out_of_order"]),
         ("worst delay (s)", d["worst"]),
         ("p50 / p95 delay (s)", f"{d['p50']} / {d['p95']}"),
-        ("kills (i/t/s/p)", f"{res['kills']} ({'/'.join(str(v) for v in res['kills_per_node'].values())})"),
+        (
+            "kills (i/t/s/p/tap)",
+            f"{res['kills']} ({'/'.join(str(v) for v in res['kills_per_node'].values())})",
+        ),
+        ("worst silence after a kill (s)", res["silence_after_kill_s"]["worst"]),
+        ("  per killed program", res["silence_after_kill_s"]["worst_per_node"]),
         ("sentences retried", res["retried"]),
         ("producer re-sends", res["producer_resends"]),
         ("seconds", res["seconds"]),
         ("last kill / all accepted at (s)", f"{res['kills_done_s']} / {res['accepted_by_s']}"),
     ]
-    return "\n".join(f"{k:<22} {v}" for k, v in rows)
+    return "\n".join(f"{k:<31} {v}" for k, v in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--kill-interval", type=float, default=1.5)
     parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--burst", type=int, default=0, help="sentences per answer, all at once (window 0)")
     parser.add_argument("--min-up", type=float, default=3.0, help="a node is killed again only after this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=600.0)
@@ -445,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             timeout_s=args.timeout,
             min_up_s=args.min_up,
+            burst=args.burst,
         )
     finally:
         if args.up:

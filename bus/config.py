@@ -2,7 +2,8 @@
 
 A TOML file, every key optional (docs/configuration.md lists them all):
 
-    data_dir = "var"                 # journal, played.jsonl, WAVs, logs, supervisord socket
+    data_dir = "var"                 # journal, played.jsonl, WAVs, logs, supervisord socket, and
+                                     # (run/bus/) the bus's private ipc sockets
     [endpoints]  translate = "tcp://10.0.0.2:57101"     # see bus/endpoints.py; a list of addresses
                                                         # for several workers of a stage
     [bind]       translate = "tcp://*:57101"
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus.endpoints import Endpoints
+from bus.endpoints import Endpoints, bus_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # a checkout, or site-packages when installed
 IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
@@ -41,6 +42,11 @@ DEFAULT_DATA_DIR = REPO_ROOT / "var" if IN_CHECKOUT else user_data_dir()
 ENV_CONFIG = "STREAM_TTS_CONFIG"
 ENV_DATA_DIR = "STREAM_TTS_DATA_DIR"
 SECTIONS = ("ingest", "translate", "synthesize", "playback", "tap", "security")
+# The longest a stream waits for a missing sentence, the same number at every stage: ingest gives a
+# sentence up (a GivenUp on the control channel) once it has been its stream's next for this long
+# without being played; playback, which waits for that word, goes on by itself only after twice as
+# long (the word was lost). Top-level key `give_up_s`.
+GIVE_UP_S = 120.0
 
 
 class ConfigError(ValueError):
@@ -54,6 +60,7 @@ class Config:
     base_dir: Path
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    give_up_s: float = GIVE_UP_S
 
     def section(self, name: str) -> Mapping[str, Any]:
         return self.sections.get(name, {})
@@ -86,7 +93,6 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     for table in ("endpoints", "bind", *SECTIONS):
         if table in raw and not isinstance(raw[table], dict):
             raise ConfigError(f"[{table}] must be a table")
-    endpoints = Endpoints.load(raw.get("endpoints"), raw.get("bind"), env)
     data_value = env.get(ENV_DATA_DIR) or raw.get("data_dir")
     if data_value is None:
         data_dir = DEFAULT_DATA_DIR
@@ -96,14 +102,24 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             data_dir = (Path.cwd() if env.get(ENV_DATA_DIR) else base_dir) / data_dir
     else:
         raise ConfigError(f"data_dir must be a string, got {data_value!r}")
+    data_dir = data_dir.resolve()  # the default sockets' folder derives from it: one spelling
+    endpoints = Endpoints.load(raw.get("endpoints"), raw.get("bind"), env, folder=bus_dir(data_dir))
     sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
     keys_value = sections["security"].get("keys_dir")
     keys_dir = data_dir / "keys" if keys_value is None else Path(str(keys_value)).expanduser()
     if not keys_dir.is_absolute():
         keys_dir = base_dir / keys_dir
     endpoints = dataclasses.replace(endpoints, keys_dir=keys_dir.resolve())
+    give_up_s = raw.get("give_up_s", GIVE_UP_S)
+    if isinstance(give_up_s, bool) or not isinstance(give_up_s, int | float) or not 0 < give_up_s < 86400:
+        raise ConfigError(f"give_up_s must be seconds, more than 0 and less than a day, got {give_up_s!r}")
     return Config(
-        endpoints=endpoints, data_dir=data_dir.resolve(), base_dir=base_dir, sections=sections, path=cfg_path
+        endpoints=endpoints,
+        data_dir=data_dir.resolve(),
+        base_dir=base_dir,
+        sections=sections,
+        path=cfg_path,
+        give_up_s=float(give_up_s),
     )
 
 

@@ -36,6 +36,8 @@ class Kind(StrEnum):
     BACKEND = "backend"  # translate: llama.cpp's backend and threads
     WARNING = "warning"  # something works, but not as configured
     # ingest (the journal's owner)
+    ACCEPTED = "accepted"  # a producer's text (its `id`) is journaled: the producer may go on
+    REFUSED = "refused"  # a producer's text could not be taken (why: a full disk, ...); say so
     JOURNAL = "journal"  # the journal's state at start
     RETRY = "retry"  # a sentence re-sent past its deadline
     DUPLICATE = "duplicate"  # a sentence already journaled, or an ack already counted
@@ -50,7 +52,8 @@ class Kind(StrEnum):
     # playback
     SINK = "sink"  # device or WAV files
     FAILED = "failed"  # a sentence that will not be played
-    SKIPPED = "skipped"  # a sentence given up in the order
+    SKIPPED = "skipped"  # seqs a stream went on without (ingest gave them up, or its word was lost)
+    GIVEN_UP = "given_up"  # ingest's GivenUp taken: the stream will go on past that seq
     UNDERRUN = "underrun"
     OUTPUT = "output"  # what the device stream reports about itself
     STREAM_OPEN = "stream_open"

@@ -6,12 +6,16 @@ Wire form, one ZeroMQ multipart message:
 Audio never travels as a msgpack list of numbers: its format, rate and channels are header fields.
 
 `decode` turns every malformed input (bad msgpack, unknown version or type, missing or wrong-typed
-field, oversize frame, non-UTF-8 text, a payload that does not fit its format) into one `BadMessage`.
+field, a field out of its range, oversize frame, non-UTF-8 text, a payload that does not fit its
+format) into one `BadMessage`. Every field is range-checked (bus/wire.py): the bounds are each
+class's LIMITS, below; a field no class names gets bus/wire.py's DEFAULT_LIMITS for its type.
+`encode` repairs text that is not valid Unicode (a lone surrogate becomes U+FFFD).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +24,21 @@ from typing import Any, ClassVar
 import msgpack
 
 from bus.events import kind_of
-from bus.wire import PAYLOAD, PLAIN, STAMPS, BadMessage, Stamp, Stamps, check, decoder, encoder, schema  # noqa: F401 (re-exported)
+from bus.wire import (  # noqa: F401 (re-exported)
+    MAX_INT,
+    MAX_STR_CHARS,
+    PAYLOAD,
+    PLAIN,
+    STAMPS,
+    BadMessage,
+    Limit,
+    Stamp,
+    Stamps,
+    check,
+    decoder,
+    encoder,
+    schema,
+)
 
 VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -33,6 +51,18 @@ KEY_TYPE = "type"
 # Bytes per sample of each PCM format an AudioChunk may carry.
 SAMPLE_BYTES = {"f32le": 4, "s16le": 2}
 
+# Bounds every decoded field is checked against (docs/architecture.md, "Messages and the wire").
+MAX_ID = 2**53 - 1  # seq, attempt, index, samples: exact in a float64 (JSON) and in SQLite
+MAX_STREAM_CHARS = 256  # a stream name (a session id; "<session>/<tool use id>" for a sub-agent)
+MAX_NAME_CHARS = 64  # a stage, node, source, event kind, sample format or text id
+MAX_TEXT_CHARS = MAX_STR_CHARS  # a producer's text piece (bus/client.py sends 8000), a sentence's Japanese
+MAX_SENTENCE_CHARS = 2000  # one English sentence (ingest cuts at max_sentence_chars, default 600)
+MAX_CLAUSE_CHARS = 500  # one Japanese clause: what synthesize's engine takes at once
+MAX_REASON_CHARS = 2000  # why a sentence failed or a stream was cancelled
+MAX_PATH_CHARS = 4096  # a WAV path (PATH_MAX)
+MIN_RATE_HZ, MAX_RATE_HZ = 8000, 192_000
+MAX_CHANNELS = 8
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -41,6 +71,32 @@ class Message:
     TYPE: ClassVar[str] = ""
     VERSION: ClassVar[int] = VERSION
     PAYLOAD_FIELD: ClassVar[str | None] = None
+    # Each field's bounds at decode, by name, for every type (a class narrows them in its own);
+    # a field named nowhere gets bus/wire.py's DEFAULT_LIMITS for its type (ints: 0..2**63-1).
+    LIMITS: ClassVar[dict[str, Limit]] = {
+        "stream": (0, MAX_STREAM_CHARS),
+        "seq": (0, MAX_ID),
+        "attempt": (0, MAX_ID),
+        "index": (0, MAX_ID),
+        "samples": (0, MAX_ID),
+        "rate_hz": (MIN_RATE_HZ, MAX_RATE_HZ),
+        "channels": (1, MAX_CHANNELS),
+        "first_sample_wall_ns": (0, MAX_INT),
+        "last_sample_wall_ns": (0, MAX_INT),
+        "wall_ns": (0, MAX_INT),
+        "mono_ns": (0, MAX_INT),
+        "text": (0, MAX_TEXT_CHARS),
+        "text_en": (0, MAX_SENTENCE_CHARS),
+        "text_ja": (0, MAX_TEXT_CHARS),
+        "stage": (0, MAX_NAME_CHARS),
+        "node": (0, MAX_NAME_CHARS),
+        "kind": (0, MAX_NAME_CHARS),
+        "source": (0, MAX_NAME_CHARS),
+        "sample_format": (0, MAX_NAME_CHARS),
+        "reason": (0, MAX_REASON_CHARS),
+        "wav_path": (0, MAX_PATH_CHARS),
+        "id": (0, MAX_NAME_CHARS),  # a producer's id for its text (bus/client.py: a uuid4 hex)
+    }
 
     def to_frames(self, extra_stamps: Stamps = ()) -> list[bytes]:
         """Header frame (+ payload frame); `extra_stamps` are appended on the wire only."""
@@ -89,13 +145,17 @@ def register(cls: type[Message]) -> type[Message]:
 class TextIn(Message):
     """Raw English from a producer (say CLI, pipe, hook, Python client) to ingest.
 
-    `final` closes the producer's message: ingest flushes a sentence that never ended."""
+    `final` closes the producer's message: ingest flushes a sentence that never ended. `id`, chosen
+    by the producer, lets it know: ingest journals the text under it and says `accepted` (or
+    `refused`, with why) on the tap with that id; the producer sends it again, same id, until it
+    hears, and ingest takes each id once."""
 
     TYPE: ClassVar[str] = "text"
     stream: str
     text: str
     final: bool = True
     source: str = "client"
+    id: str = ""
     stamps: Stamps = ()
 
 
@@ -106,6 +166,7 @@ class Sentence(Message):
     counts re-sends of the same sentence."""
 
     TYPE: ClassVar[str] = "sentence"
+    LIMITS: ClassVar[dict[str, Limit]] = {**Message.LIMITS, "text": (0, MAX_SENTENCE_CHARS)}
     stream: str
     seq: int
     text: str
@@ -119,6 +180,7 @@ class Clause(Message):
     """One Japanese clause of a sentence, translate → synthesize; `last` closes the sentence."""
 
     TYPE: ClassVar[str] = "clause"
+    LIMITS: ClassVar[dict[str, Limit]] = {**Message.LIMITS, "text": (0, MAX_CLAUSE_CHARS)}
     stream: str
     seq: int
     index: int
@@ -153,10 +215,7 @@ class AudioChunk(Message):
         width = SAMPLE_BYTES.get(self.sample_format)
         if width is None:
             raise BadMessage(f"audio: unknown sample_format {self.sample_format!r}")
-        if not 1000 <= self.rate_hz <= 384_000:
-            raise BadMessage(f"audio: rate_hz {self.rate_hz} out of range")
-        if not 1 <= self.channels <= 8:
-            raise BadMessage(f"audio: channels {self.channels} out of range")
+        # rate_hz and channels: their LIMITS, at decode
         if len(self.pcm) % (width * self.channels):
             raise BadMessage(f"audio: {len(self.pcm)} payload bytes is not whole frames")
 
@@ -214,7 +273,7 @@ class Failed(Message):
             stream=getattr(msg, "stream", ""),
             seq=int(getattr(msg, "seq", -1)),
             stage=stage,
-            reason=reason,
+            reason=reason[:MAX_REASON_CHARS],  # an engine's message may be long: the ack must decode
             text_en=text_en,
             attempt=int(getattr(msg, "attempt", 0)),
             stamps=getattr(msg, "stamps", ()),
@@ -239,6 +298,33 @@ class Flush(ControlMessage):
 
     TYPE: ClassVar[str] = "flush"
     stream: str = ""
+    stamps: Stamps = ()
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Resent(ControlMessage):
+    """Ingest sent sentence (stream, seq) again as `attempt`: every stage drops what it still
+    holds or has queued of older attempts (control overtakes the data queued behind it)."""
+
+    TYPE: ClassVar[str] = "resent"
+    stream: str
+    seq: int
+    attempt: int
+    stamps: Stamps = ()
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class GivenUp(ControlMessage):
+    """Ingest, the journal's owner, gave sentence (stream, seq) up for good (its stages failed it
+    past the retry budget, or it was not played within the pipeline's give_up_s): no stage waits
+    for it any more, and playback goes on past it. The only word that lets a stream skip a seq."""
+
+    TYPE: ClassVar[str] = "given_up"
+    stream: str
+    seq: int
+    reason: str = ""
     stamps: Stamps = ()
 
 
@@ -269,12 +355,9 @@ class Volume(ControlMessage):
     """Set playback's output gain: 0.0 silent, 1.0 as synthesized, at most MAX_VOLUME."""
 
     TYPE: ClassVar[str] = "volume"
+    LIMITS: ClassVar[dict[str, Limit]] = {**Message.LIMITS, "level": (0.0, MAX_VOLUME)}
     level: float
     stamps: Stamps = ()
-
-    def validate(self) -> None:
-        if not 0.0 <= self.level <= MAX_VOLUME:  # also refuses NaN
-            raise BadMessage(f"volume: level {self.level} is not within 0..{MAX_VOLUME}")
 
 
 @register
@@ -283,6 +366,7 @@ class TapEvent(Message):
     """What a node tells the tap. `detail` is a small map of plain values."""
 
     TYPE: ClassVar[str] = "event"
+    LIMITS: ClassVar[dict[str, Limit]] = {**Message.LIMITS, "seq": (-1, MAX_ID)}  # -1: about no sentence
     node: str
     kind: str
     stream: str = ""
@@ -297,6 +381,10 @@ class TapEvent(Message):
         kind_of(self.kind)  # a closed set: bus/events.py
 
     def to_json(self) -> dict[str, Any]:
+        """This event as plain JSON values (what `stream-tts tap` prints): valid JSON always. In
+        `detail`, a float that is NaN or infinite becomes null (JSON has no such numbers: Python's
+        json would write the token NaN, which no strict parser reads), bytes become text (UTF-8,
+        bad bytes as U+FFFD), map keys become strings."""
         out: dict[str, Any] = {
             "node": self.node,
             "kind": self.kind,
@@ -306,10 +394,49 @@ class TapEvent(Message):
         if self.stream:
             out.update(stream=self.stream, seq=self.seq, attempt=self.attempt)
         if self.detail:
-            out["detail"] = self.detail
+            out["detail"] = json_safe(self.detail)
         if self.stamps:
             out["stamps"] = [s.to_wire() for s in self.stamps]
         return out
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as what JSON can hold: non-finite floats -> None, bytes -> str, map keys -> str,
+    tuples -> lists, anything else (a msgpack ext type) -> its repr. Walked without recursion: a
+    decoded detail is at most bus/wire.py's MAX_MAP_DEPTH deep, one made in-process need not be."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]  # (value, container to put it in, key)
+    while stack:
+        v, into, key = stack.pop()
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            out = v
+        elif t is float:
+            out = v if math.isfinite(v) else None
+        elif isinstance(v, bytes | bytearray | memoryview):
+            out = bytes(v).decode("utf-8", "replace")
+        elif isinstance(v, dict):
+            out = {_json_key(k): None for k in v}  # in order: filled in as the stack unwinds
+            stack.extend((item, out, _json_key(k)) for k, item in v.items())
+        elif isinstance(v, list | tuple):
+            out = [None] * len(v)
+            stack.extend((item, out, i) for i, item in enumerate(v))
+        elif isinstance(v, str):  # a StrEnum (a Kind): its value
+            out = str(v)
+        elif isinstance(v, int | float):  # an IntEnum, a numpy float64: as the plain number
+            out = json_safe(float(v) if isinstance(v, float) else int(v))
+        else:
+            out = repr(v)
+        into[key] = out
+    return root[0]
+
+
+def _json_key(key: Any) -> str:
+    if type(key) is str:
+        return key
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "replace")
+    return str(key)
 
 
 def message_types() -> dict[str, type[Message]]:

@@ -34,12 +34,15 @@ from bus.messages import (
     BadMessage,
     Cancel,
     ControlMessage,
+    GivenUp,
     Message,
+    Resent,
     Stamp,
     TapEvent,
     decode,
     encode,
 )
+from bus.private import private_umask, secure_data_dir
 from bus.security import SecurityError
 
 HOST = socket.gethostname()  # where a node runs, in events that say so (synthesize's `started`)
@@ -52,6 +55,8 @@ TAP_HWM = 10_000  # tap events are dropped past this, never blocking the node
 ZERO_COPY_BYTES = 65_536
 BAD_LOG_WINDOW_S = 10.0  # bad messages: at most BAD_LOG_PER_WINDOW log lines per window
 BAD_LOG_PER_WINDOW = 20
+UNEXPECTED_MAX = 20  # unexpected exceptions (not EngineError) a node survives within the window...
+UNEXPECTED_WINDOW_S = 60.0  # ... past that it exits and supervisord restarts it
 
 log = logging.getLogger("stream_tts")
 
@@ -80,6 +85,7 @@ class Node:
         self._bad_logged = self._bad_unlogged = 0
         self._wake_addr = f"inproc://wake-{os.getpid()}-{id(self)}"
         self._wake_senders = threading.local()  # one PUSH per calling thread: sockets are not shared
+        self._unexpected_at: list[float] = []
 
     # ---- what a node overrides -------------------------------------------------------------
     def setup(self) -> None:
@@ -95,6 +101,12 @@ class Node:
     def tick(self) -> Iterable[Message]:
         """Called at least every POLL_MS: timers (idle flush, jitter buffer, retries)."""
         return ()
+
+    def accepting(self) -> bool:
+        """False while the node holds all the work it can: its inputs are not read until it is
+        True again, so what comes queues upstream (ZeroMQ's high-water marks push back on the
+        sender) instead of being taken and failed here."""
+        return True
 
     def close(self) -> None:
         """Release the engine."""
@@ -177,7 +189,7 @@ class Node:
             self.setup()
             self.state, self.state_detail = "ready", ""
             self._crash_file().unlink(missing_ok=True)  # the crash loop, if any, is over
-            self.event(Kind.READY)
+            self.event(Kind.READY, pid=os.getpid())  # a new pid: ingest re-sends what died
             log.info("I %s: ready", self.name)
         except EngineError as exc:
             self.state, self.state_detail = "error", str(exc)
@@ -204,8 +216,13 @@ class Node:
             poller.register(control, zmq.POLLIN)
         for sock in ins:
             poller.register(sock, zmq.POLLIN)
+        reading = True
         try:
             while self.running:
+                if self.accepting() != reading:
+                    reading = not reading
+                    for sock in ins:
+                        poller.modify(sock, zmq.POLLIN if reading else 0)
                 ready = dict(poller.poll(self.poll_ms))
                 if wakeups in ready:
                     while wakeups.poll(0):
@@ -213,9 +230,9 @@ class Node:
                 if control is not None and control in ready:
                     self._drain(control, outs, control_only=True)
                 for sock in ins:
-                    if sock in ready and self.running:
+                    if sock in ready and self.running and reading:
                         self._receive_one(sock, outs)
-                self._send_all(self.tick(), outs)
+                self._tick(outs)
         finally:
             self.state = "stopping"
             heartbeat.stop()
@@ -252,6 +269,10 @@ class Node:
         self.counters["received"] += 1
         if isinstance(msg, Cancel):
             self.freshness.cancel(msg)
+        elif isinstance(msg, Resent):
+            self.freshness.supersede(msg.stream, msg.seq, msg.attempt)
+        elif isinstance(msg, GivenUp):
+            self.freshness.give_up(msg.stream, msg.seq)
         elif not isinstance(msg, ControlMessage) and (why := self.freshness.stale(msg)) is not None:
             self.counters["stale"] += 1
             self.event(Kind.STALE, msg, reason=why, type=msg.TYPE)
@@ -265,13 +286,34 @@ class Node:
             self.event(Kind.ERROR, msg, error=str(exc), fatal=False)
             log.error("E %s: %s: %s", self.name, msg, exc)
         except Exception as exc:
-            self.counters["errors"] += 1
-            self.event(Kind.ERROR, msg, error=f"{type(exc).__name__}: {exc}", fatal=True)
-            log.exception("E %s: fatal while handling %s", self.name, msg)
-            raise
+            self._unexpected(exc, msg)
         finally:
             self._current = None
             self._recv_wall_ns = self._recv_mono_ns = 0
+
+    def _tick(self, outs: dict[str, zmq.Socket]) -> None:
+        try:
+            self._send_all(self.tick(), outs)
+        except EngineError as exc:
+            self.counters["errors"] += 1
+            self.event(Kind.ERROR, error=str(exc), fatal=False, during="tick")
+            log.error("E %s: %s", self.name, exc)
+        except Exception as exc:
+            self._unexpected(exc, None)
+
+    def _unexpected(self, exc: Exception, msg: Message | None) -> None:
+        """A bug, or the world failing under the node (a full disk), on one message or tick: said
+        on the tap and in the log, and the node takes the next one, so one bad input costs that
+        input only. Past UNEXPECTED_MAX of them within UNEXPECTED_WINDOW_S the node's state is
+        not trusted any more: it exits and supervisord restarts it."""
+        now = time.monotonic()
+        self._unexpected_at = [t for t in self._unexpected_at if now - t < UNEXPECTED_WINDOW_S] + [now]
+        fatal = len(self._unexpected_at) > UNEXPECTED_MAX
+        self.counters["errors"] += 1
+        self.event(Kind.ERROR, msg, error=f"{type(exc).__name__}: {exc}"[:500], fatal=fatal)
+        log.exception("E %s: %s while handling %s", self.name, "fatal" if fatal else "error", msg or "a tick")
+        if fatal:
+            raise exc
 
     def _log_bad(self, exc: BadMessage) -> None:
         """Every bad message is counted and on the tap; the log gets a few, then a summary, so a
@@ -361,6 +403,12 @@ def main_for(node_cls: type[Node], argv: list[str] | None = None) -> int:
 
     from bus.config import parse_with_config
 
+    private_umask()  # journal, played.jsonl, WAVs, crash records: 0600 in 0700 folders
     setup_logging(node_cls.name)
     _, config = parse_with_config(argparse.ArgumentParser(prog=f"stream-tts node {node_cls.name}"), argv)
+    try:
+        secure_data_dir(config.data_dir)
+    except OSError as exc:
+        log.error("E %s: cannot make the data dir %s private: %s", node_cls.name, config.data_dir, exc)
+        return 2
     return node_cls(config).run()

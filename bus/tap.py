@@ -67,6 +67,21 @@ def subscribe(config: Config, ctx: zmq.Context | None = None) -> zmq.Socket:
     return sock
 
 
+def pending(sock: zmq.Socket) -> Iterator[TapEvent]:
+    """The TapEvents already waiting on a tap subscription, without blocking."""
+    while True:
+        try:
+            frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        try:
+            msg = decode(frames)
+        except BadMessage:
+            continue
+        if isinstance(msg, TapEvent):
+            yield msg
+
+
 def events(sock: zmq.Socket, timeout_s: float | None = None) -> Iterator[TapEvent]:
     """TapEvents from a tap subscription until timeout_s passes (None: for ever)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s

@@ -1,7 +1,8 @@
 """`stream-tts`: one entry point, one subcommand per job.
 
 Each subcommand is a function `f(argv: list[str]) -> int` named here as "module:function" and
-imported only when it is run, so `stream-tts say` never loads torch or llama.cpp.
+imported only when it is run, so `stream-tts say` never loads torch or llama.cpp. Every command
+runs under a umask of 077: what it creates is this account's alone (bus/private.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from bus import topology
+from bus.private import private_umask
 
 # name -> ("module:function", one-line help). Keep sorted by how often people type them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -93,6 +95,15 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _bus_refusals() -> tuple[type[Exception], ...]:
+    """The errors that refuse a socket, imported only when an exception is being matched (the bus
+    modules import pyzmq, which `segment` or `kana` never need)."""
+    from bus.endpoints import EndpointError
+    from bus.security import SecurityError
+
+    return (EndpointError, SecurityError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
@@ -102,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"stream-tts: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    private_umask()  # whatever any command writes (journal, logs, WAVs, hook state): 0600 / 0700
     try:
         return _load(COMMANDS[name][0])(rest)
     except KeyboardInterrupt:
         return 130
+    except _bus_refusals() as exc:  # a bus folder that is not private, no CURVE keys, ...
+        print(f"E {name}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

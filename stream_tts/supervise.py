@@ -2,7 +2,8 @@
 
 `up` renders the repo's supervisord.conf into the data directory (its paths and the config
 file put in), starts supervisord as a daemon, and returns once every node has reported ready
-on the tap, or says which node is not and why.
+on the tap, or says which node is not and why. It keeps the data directory private first: 0700,
+and what an older version left readable by others closed (bus/private.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import zmq
 
 from bus import topology
 from bus.config import ENV_CONFIG, ENV_DATA_DIR, IN_CHECKOUT, REPO_ROOT, Config, ConfigError, load_config
+from bus.private import FILE_MODE, make_private_dirs, secure_data_dir, tighten
 from bus.tap import events, subscribe
 
 NODES = topology.NODE_NAMES
@@ -52,9 +54,12 @@ def render_conf(data_dir: Path, config_path: Path | None) -> Path:
     if config_path is not None:
         env_line += f',{ENV_CONFIG}="{config_path}"'
     lines = [env_line if ln.startswith("environment=STREAM_TTS_DATA_DIR") else ln for ln in text.splitlines()]
-    (data_dir / "log").mkdir(parents=True, exist_ok=True)
+    make_private_dirs(data_dir / "log")
     out = data_dir / "supervisord.conf"
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    out.chmod(FILE_MODE)  # one an older version wrote 0644
     return out
 
 
@@ -86,7 +91,9 @@ def _pidfile(conf: Path) -> Path:
 
 def start(config: Config, tiny: bool = False, timeout_s: float = UP_TIMEOUT_S, quiet: bool = False) -> int:
     data_dir = config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(data_dir)  # 0700, made or closed (never a home folder)
+    if closed := tighten(data_dir):
+        _say(quiet, f"I up: closed {closed} file(s) or folder(s) in {data_dir} to other accounts")
     config_path = config.path
     if tiny:
         from stream_tts.tiny import tiny_config
@@ -286,4 +293,55 @@ def cli_status(argv: list[str]) -> int:
         )
         if st.state != "ready":
             worst = 1
+    for line in journal_report(config.data_dir):
+        print(line)
+    disk = disk_report(config.data_dir)
+    if disk:
+        print(disk, file=sys.stderr)
+        worst = max(worst, 1)
     return worst if running else 3
+
+
+LOW_DISK_BYTES = 64 * 2**20  # less free than this in the data dir: status and doctor say so
+RECENT_FAILURES = 5  # failed sentences status lists
+
+
+def disk_report(data_dir: Path) -> str:
+    """A line when the data dir's disk is (nearly) full: ingest refuses new text when it is."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError:
+        return ""
+    if free < 2**20:
+        why = "ingest refuses new text until there is"
+        return f"E status: no space left in {data_dir} ({free} bytes free): {why}"
+    if free < LOW_DISK_BYTES:
+        return f"W status: little space left in {data_dir} ({free // 2**20} MiB free)"
+    return ""
+
+
+def journal_report(data_dir: Path) -> list[str]:
+    """The journal in a few lines: open sentences, and the last ones given up, with why."""
+    import sqlite3
+
+    path = data_dir / "journal.sqlite3"
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            counts = dict(db.execute("SELECT state, COUNT(*) FROM sentences GROUP BY state").fetchall())
+            failed = db.execute(
+                "SELECT stream, seq, reason FROM sentences WHERE state='failed'"
+                " ORDER BY done_ns DESC LIMIT ?",
+                (RECENT_FAILURES,),
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return [f"journal: cannot read {path}: {exc}"]
+    lines = ["journal: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))]
+    lines += [f"  failed {stream}#{seq}: {reason}" for stream, seq, reason in failed]
+    return lines

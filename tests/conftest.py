@@ -69,7 +69,7 @@ class BusEnv:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def set_sections(self, **sections: dict[str, object]) -> None:
+    def set_sections(self, **sections: object) -> None:
         import tomllib
 
         raw = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
@@ -77,7 +77,11 @@ class BusEnv:
         self.config_path.write_text(tomli_w.dumps(raw), encoding="utf-8")
 
     def start(self, *args: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
-        """`python -m stream_tts.cli ARGS` as a real process (e.g. "node", "ingest"; "tap-proxy")."""
+        """`python -m stream_tts.cli ARGS` as a real process (e.g. "node", "ingest"; "tap-proxy").
+        Ingest acknowledges producers' text on the tap: starting it starts the tap proxy first,
+        unless this test runs one already."""
+        if args == ("node", "ingest") and not any(list(p.args)[3:4] == ["tap-proxy"] for p in self.procs):  # type: ignore[arg-type]
+            self.start("tap-proxy")
         name = log_name or "-".join(args)
         log = (self.root / f"{name}.log").open("wb")
         proc = subprocess.Popen(

@@ -265,3 +265,70 @@ def test_segment_cli_applies_the_config_ingest_options(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.stdout.decode().splitlines() == ["See https://a.example/x.", "Done."]
+
+
+# ---- over-deep lines (issue #23): json.loads raised RecursionError and the reader died -----------
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+def deep_input() -> bytes:
+    deep_object = b'{"type": "assistant", "message": ' * 3000 + b"1" + b"}" * 3000
+    return b"\n".join(
+        [
+            text_line("u1", "m1", "Before the deep lines."),
+            DEEP,
+            deep_object,
+            text_line("u2", "m2", "After them."),
+            b"",
+        ]
+    )
+
+
+def test_an_over_deep_line_is_a_bad_line_and_reading_goes_on() -> None:
+    reader = StreamJsonReader()
+    items = list(says(read_lines(io.BytesIO(deep_input())), reader))
+    assert [s.text for s in items if s.text] == ["Before the deep lines.", "After them."]
+    assert reader.stats["too_deep"] == 2 and reader.bad == 2
+    assert reader.errors == [
+        "line 2: too_deep: JSON nested deeper than 64 levels",
+        "line 3: too_deep: JSON nested deeper than 64 levels",
+    ]
+
+
+def test_json_nested_up_to_the_limit_is_read() -> None:
+    reader = StreamJsonReader()
+    ok = b'{"type": "system", "x": ' + b"[" * 62 + b"]" * 62 + b"}"
+    assert reader.line(ok) == [] and reader.stats["skipped_system"] == 1 and reader.bad == 0
+    # brackets inside strings do not count
+    assert reader.line(text_line("u", "m", "[" * 500 + " {{{ text")) and reader.bad == 0
+
+
+def test_segment_cli_skips_an_over_deep_line_and_goes_on(tmp_path: Path) -> None:
+    src = tmp_path / "deep.jsonl"
+    src.write_bytes(deep_input())
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream_tts.cli", "segment", "--format", "stream-json", str(src)],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "STREAM_TTS_DATA_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().splitlines() == ["Before the deep lines.", "After them."]
+    assert "W segment: skipped line 2: too_deep" in proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr
+
+
+def test_segment_cli_refuses_an_over_deep_hook_payload_with_a_message(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream_tts.cli", "segment", "--format", "hook", "-"],
+        cwd=REPO,
+        input=DEEP,
+        capture_output=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "STREAM_TTS_DATA_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 1 and proc.stderr.decode().startswith("E segment: "), proc.stderr.decode()[
+        -2000:
+    ]
+    assert b"Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""Endpoints and config: the documented port block, TOML moves, environment overrides, clear errors."""
+"""Endpoints and config: private ipc sockets by default, TOML moves, environment overrides, clear
+errors. (What the private folder keeps out: tests/test_private.py.)"""
 
 from __future__ import annotations
 
@@ -8,16 +9,30 @@ import pytest
 import zmq
 
 from bus.config import ConfigError, load_config
-from bus.endpoints import BASE_PORT, LAYOUT, EndpointError, Endpoints, default_endpoints
+from bus.endpoints import (
+    BASE_PORT,
+    LAYOUT,
+    EndpointError,
+    Endpoints,
+    bus_dir,
+    default_endpoints,
+    tcp_endpoints,
+)
 
 
-def test_default_port_block_is_on_loopback() -> None:
-    ep = Endpoints.load(environ={})
-    assert ep.connect == default_endpoints()
-    assert ep.connect["text"] == f"tcp://127.0.0.1:{BASE_PORT}"
-    assert ep.connect["tap_out"] == f"tcp://127.0.0.1:{BASE_PORT + 7}"
-    assert ep.bind == ep.connect
-    assert len({a for a in ep.connect.values()}) == len(LAYOUT)
+def test_by_default_every_endpoint_is_an_ipc_socket_in_the_data_dirs_private_folder(tmp_path: Path) -> None:
+    c = load_config(environ={"STREAM_TTS_DATA_DIR": str(tmp_path / "data")})
+    folder = (tmp_path / "data").resolve() / "run" / "bus"
+    assert c.endpoints.folder == folder == bus_dir(c.data_dir)
+    assert c.endpoints.connect == default_endpoints(folder)
+    assert c.endpoints.connect["text"] == f"ipc://{folder}/text.sock"
+    assert c.endpoints.connect["tap_out"] == f"ipc://{folder}/tap_out.sock"
+    assert c.endpoints.bind == c.endpoints.connect
+    assert len(set(c.endpoints.connect.values())) == len(LAYOUT)
+    # The same data dir spelled another way is the same pipeline: the same addresses.
+    again = load_config(environ={"STREAM_TTS_DATA_DIR": str(tmp_path / "x" / ".." / "data")})
+    assert again.endpoints.connect == c.endpoints.connect
+    assert tcp_endpoints()["text"] == f"tcp://127.0.0.1:{BASE_PORT}"  # the block, when moved to TCP
 
 
 def test_toml_moves_a_socket_and_env_wins(tmp_path: Path) -> None:
@@ -26,7 +41,7 @@ def test_toml_moves_a_socket_and_env_wins(tmp_path: Path) -> None:
     c = load_config(cfg, environ={})
     assert c.endpoints.connect["translate"] == "tcp://10.0.0.2:6001"
     assert c.endpoints.bind["translate"] == "tcp://*:6001"
-    assert c.endpoints.connect["synthesize"] == f"tcp://127.0.0.1:{BASE_PORT + 2}"
+    assert c.endpoints.connect["synthesize"] == default_endpoints(bus_dir(c.data_dir))["synthesize"]
     c = load_config(cfg, environ={"STREAM_TTS_ENDPOINT_TRANSLATE": "tcp://127.0.0.1:7001"})
     assert c.endpoints.connect["translate"] == "tcp://127.0.0.1:7001"
 
@@ -71,7 +86,7 @@ def test_bad_config_files_say_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_sockets_get_bounded_queues_and_size_limits(tmp_path: Path) -> None:
-    ep = Endpoints.load({"playback": "tcp://127.0.0.1:0"}, environ={})
+    ep = Endpoints.load({"playback": "tcp://127.0.0.1:0"}, environ={}, folder=tmp_path / "bus")
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ep.bind_socket(ctx, "playback")
     try:

@@ -12,7 +12,7 @@ import zmq
 
 from bus.client import Publisher
 from bus.journal import PLAYED, Journal
-from bus.messages import Cancel, Failed, Played, Sentence, decode, encode
+from bus.messages import Cancel, Failed, GivenUp, Played, Resent, Sentence, decode, encode
 from nodes.ingest.deadlines import CHARS_FLOOR, WARMUP, DeadlineEstimator, DeadlinePolicy
 from tests.conftest import BusEnv
 
@@ -202,3 +202,80 @@ def test_a_cancelled_sentence_is_marked_done_and_never_sent_again(bus_env: BusEn
             raise AssertionError(f"re-sent after the cancel: {again}")
     j = Journal(bus_env.data_dir / "journal.sqlite3")
     assert j.counts() == {"played": 1, "cancelled": 1}, (j.counts(), first.seq)
+
+
+def control_sub(env: BusEnv) -> zmq.Socket:
+    sock = env.config.endpoints.connect_socket(zmq.Context.instance(), "control")
+    time.sleep(0.3)  # the subscription reaches ingest's PUB
+    return sock
+
+
+def next_control(sock: zmq.Socket, kind: type, timeout_s: float) -> object:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if sock.poll(100):
+            msg = decode(sock.recv_multipart())
+            if isinstance(msg, kind):
+                return msg
+    raise AssertionError(f"no {kind.__name__} on the control channel")
+
+
+def test_a_sentence_failed_max_attempts_times_is_given_up_once_and_the_stream_goes_on(
+    bus_env: BusEnv,
+) -> None:
+    bus_env.set_sections(ingest={"deadline_base_s": 60.0, "max_attempts": 2})
+    p = Pipeline(bus_env)
+    control = control_sub(bus_env)
+    p.say("p", "The poisoned one. The next one.")
+    s0, _ = p.next_sentence(15)
+    s1, _ = p.next_sentence(15)
+    p.failed(s0, attempt=0)  # e.g. the voice engine rejects it
+    assert isinstance(next_control(control, Resent, 5), Resent)
+    again, _ = p.next_sentence(5)
+    assert (again.seq, again.attempt) == (s0.seq, 1)
+    p.failed(again, attempt=1)  # and again: max_attempts reached
+    gone = next_control(control, GivenUp, 5)
+    assert (
+        isinstance(gone, GivenUp)
+        and (gone.stream, gone.seq) == ("p", s0.seq)
+        and "failed 2 times" in gone.reason
+    )
+    assert not p.sentences.poll(1000)  # never sent again
+    p.played(s1)
+    time.sleep(0.5)
+    j = Journal(bus_env.data_dir / "journal.sqlite3")
+    assert j.counts() == {"failed": 1, "played": 1}
+
+
+def test_the_next_sentence_of_a_stream_is_given_up_after_give_up_s_and_not_before(bus_env: BusEnv) -> None:
+    """Re-sent at its deadline while it may still come (not counted: nothing failed it), given up
+    once it has been its stream's next one for give_up_s; what queues behind it never times out."""
+    bus_env.set_sections(
+        ingest={"deadline_base_s": 1.0, "deadline_per_char_s": 0.0, "deadline_min_s": 1.0, "max_attempts": 2},
+        give_up_s=4.0,
+    )
+    p = Pipeline(bus_env)
+    control = control_sub(bus_env)
+    t0 = time.monotonic()
+    p.say("h", "Never played. Behind it one. Behind it two.")
+    got = [p.next_sentence(15)[0] for _ in range(3)]
+    resends = []
+    while True:  # only the head comes again, more often than max_attempts: re-sends are not failures
+        s, _ = p.next_sentence(10)
+        if s.seq != got[0].seq:
+            raise AssertionError(f"a sentence behind the head was re-sent: {s}")
+        resends.append(s.attempt)
+        if len(resends) >= 3:
+            break
+    gone = next_control(control, GivenUp, 10)
+    took = time.monotonic() - t0
+    assert isinstance(gone, GivenUp) and gone.seq == got[0].seq and "give_up_s" in gone.reason
+    assert 3.5 <= took <= 9.0, took
+    assert resends == sorted(resends) and resends[0] >= 1
+    # the next one is the head now: its own clock starts (re-sent after ~1 s, not given up at once)
+    s, _ = p.next_sentence(5)
+    assert s.seq == got[1].seq and s.attempt >= 1
+    for q in got[1:]:
+        p.played(q)
+    time.sleep(0.5)
+    assert Journal(bus_env.data_dir / "journal.sqlite3").counts() == {"failed": 1, "played": 2}

@@ -48,6 +48,8 @@ def test_doctor_on_a_broken_set_up_names_each_problem_and_its_fix(bus_env: BusEn
     stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     stranger.bind(("127.0.0.1", port))
     stranger.listen(1)  # a program that is not ours sits on translate's port
+    bus_env.data_dir.mkdir()
+    bus_env.data_dir.chmod(0o755)  # as an older version left it: other accounts can enter
     try:
         r = run(["doctor", "--json", "--quiet"], bus_env.env())
     finally:
@@ -63,6 +65,12 @@ def test_doctor_on_a_broken_set_up_names_each_problem_and_its_fix(bus_env: BusEn
     assert "[endpoints] translate" in taken["fix"] and "STREAM_TTS_ENDPOINT_TRANSLATE" in taken["fix"]
     assert rows["ports"]["status"] == "error"
     assert rows["pipeline"]["status"] == "warning" and rows["pipeline"]["fix"] == "stream-tts up"
+    private = rows["private files"]
+    assert private["status"] == "warning" and "mode 0755" in private["detail"], private
+    assert private["fix"].startswith(f"chmod 700 {bus_env.data_dir.resolve()}"), private
+    assert (bus_env.data_dir.stat().st_mode & 0o777) == 0o755  # the doctor looks; it changes nothing
+    assert rows["private bus"]["status"] == "warning"  # this test's ports: TCP on loopback, no CURVE
+    assert "any account on this machine can connect" in rows["private bus"]["detail"]
     assert rows["python"]["status"] == "ok" and rows["packages"]["status"] == "ok"
     assert rows["llama.cpp"]["status"] in ("ok", "warning")  # probed in a subprocess, imported fine
     assert "HEAVY []" in r.stderr
@@ -123,6 +131,7 @@ def test_run_tiny_brings_the_pipeline_up_speaks_the_greeting_and_doctor_finds_it
         assert rows["ports"]["status"] == "ok" and "free" not in rows["ports"]["detail"]  # all ours
         assert "(translate)" in rows["ports"]["detail"] and "(tap)" in rows["ports"]["detail"]
         assert rows["translator model"]["status"] == "ok" and rows["voice model"]["status"] == "ok"
+        assert rows["private files"]["status"] == "ok", rows["private files"]  # 0700, files 0600
         assert "HEAVY []" in doc.stderr
     finally:
         down = subprocess.run(

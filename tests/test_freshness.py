@@ -9,7 +9,7 @@ from pathlib import Path
 import zmq
 
 from bus.freshness import MAX_IDS, Freshness
-from bus.messages import Cancel, Clause, Sentence, Stamp, decode, encode
+from bus.messages import Cancel, Clause, Played, Sentence, Stamp, decode, encode
 from tests.conftest import BusEnv
 from tests.test_runtime import heartbeat, pull, ready
 
@@ -90,3 +90,29 @@ def test_translate_node_acts_once_per_attempt_and_not_on_cancelled_work(
     assert not out.poll(500)
     push.close(0)
     control.close(0)
+
+
+def test_acks_are_never_stale_even_when_they_crossed_a_cancel() -> None:
+    f = Freshness()
+    stamp = Stamp("ingest", 1, 1, 100, 100)  # ingest sent the sentence at t=100 ...
+    f.cancel(Cancel(stream="s", stamps=(Stamp("ingest", 200, 200, 200, 200),)))  # ... cancelled at 200
+    played = Played(
+        stream="s",
+        seq=0,
+        samples=1,
+        rate_hz=24000,
+        first_sample_wall_ns=1,
+        last_sample_wall_ns=2,
+        stamps=(stamp,),
+    )
+    assert f.stale(played) is None and f.stale(played) is None  # and not a "duplicate" either
+    assert f.stale(Sentence(stream="s", seq=1, text="x", stamps=(stamp,))) == "cancelled"
+
+
+def test_resent_and_given_up_make_what_is_still_queued_stale() -> None:
+    f = Freshness()
+    f.supersede("s", 3, 2)
+    assert "older" in (f.stale(Sentence(stream="s", seq=3, text="x", attempt=1)) or "")
+    assert f.stale(Sentence(stream="s", seq=3, text="x", attempt=2)) is None
+    f.give_up("s", 4)
+    assert f.stale(Sentence(stream="s", seq=4, text="x", attempt=9)) == "given up by ingest"

@@ -4,6 +4,7 @@ the 100 ms promise as a real process, and `hook install` on real settings files.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -275,3 +276,84 @@ def test_install_refuses_a_settings_file_it_cannot_read_and_leaves_it_alone(tmp_
     assert settings.read_text() == "{ not json"
     with pytest.raises(HookError):
         install({"hooks": []}, "stream-tts hook", ("Stop",))
+
+
+# ---- only regular files, bounded in time (issue #23) --------------------------------------------
+def fifo_payload(tmp_path: Path) -> bytes:
+    fifo = tmp_path / "transcript.jsonl"
+    os.mkfifo(fifo)
+    return json.dumps({"hook_event_name": "Stop", "session_id": "s", "transcript_path": str(fifo)}).encode()
+
+
+def test_a_transcript_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    for path in (tmp_path / "fifo", tmp_path, Path("/dev/zero")):
+        t0 = time.monotonic()
+        with pytest.raises(HookError, match="is not a regular file"):
+            hook_text({"hook_event_name": "Stop", "transcript_path": str(path)}, wait_s=5)
+        assert time.monotonic() - t0 < 1
+
+
+def test_a_fifo_transcript_does_not_hold_the_hook_in_the_foreground(tmp_path: Path) -> None:
+    """open() of a FIFO blocks until a writer comes: `hook --foreground` hung for ever."""
+    t0 = time.monotonic()
+    rc, _ = run_hook_cli(fifo_payload(tmp_path), tmp_path, "--foreground")  # subprocess timeout: 30 s
+    assert rc == 0 and time.monotonic() - t0 < 5
+    assert "is not a regular file" in wait_log(tmp_path, "transcript")
+
+
+def _hook_processes(data_dir: Path) -> list[int]:
+    """Pids of live `stream-tts hook` processes run with this data dir (a detached child has left
+    the test's process tree: it is found by its command line and environment)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"hook" in cmdline and f"STREAM_TTS_DATA_DIR={data_dir}".encode() in environ and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_fifo_transcript_leaves_no_blocked_child_behind(tmp_path: Path) -> None:
+    """Detached, each call with such a payload left a child blocked in open() for ever."""
+    import signal
+
+    raw = fifo_payload(tmp_path)
+    try:
+        for _ in range(3):
+            rc, _ = run_hook_cli(raw, tmp_path)
+            assert rc == 0
+        time.sleep(2.0)  # far more than the child needs to refuse the FIFO, log and leave
+        assert _hook_processes(tmp_path) == []
+        assert wait_log(tmp_path, "transcript").count("is not a regular file") == 3
+    finally:
+        for pid in _hook_processes(tmp_path):  # only what this test started
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_hook_child_is_bounded_in_time_whatever_blocks(tmp_path: Path) -> None:
+    """Whatever blocks the child (a read, a send), it ends after CHILD_MAX_S with a log line."""
+    code = (
+        "import sys, time\n"
+        "import stream_tts.claude.hook as h\n"
+        "h.CHILD_MAX_S = 0.5\n"
+        "h.hook_text = lambda *a, **k: time.sleep(60)\n"
+        'h._child(b\'{"hook_event_name": "Stop"}\', None)\n'
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin", "STREAM_TTS_DATA_DIR": str(tmp_path)},
+        cwd=REPO,
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert time.monotonic() - t0 < 10
+    assert "gave up after 0.5 s" in wait_log(tmp_path, "gave up")

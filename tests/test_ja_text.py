@@ -189,3 +189,31 @@ def test_a_sentence_of_only_code_needs_no_translation() -> None:
     assert not protect("`make test`").needs_translation
     assert not protect("v0.3.36.").needs_translation
     assert protect("Run `make test`.").needs_translation
+
+
+# ---- a clause is never longer than the bus carries (issue #23) -----------------------------------
+MAX_CLAUSE = 500  # bus/messages.py MAX_CLAUSE_CHARS: a longer Clause is refused at decode
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 20_000])
+def test_a_clause_with_no_break_is_cut_at_the_clause_limit_losing_nothing(chunk: int) -> None:
+    """20,000 characters with no punctuation were one clause (synthesize then worked on it until
+    its deadline, the stream waiting behind it). Now it leaves in pieces as it is decoded."""
+    raw = "あいうえおかきくけこ" * 2000
+    out, _ = run_stream("Say it all.", raw, chunk)
+    assert max(len(c.text) for c in out) <= MAX_CLAUSE
+    assert "".join(c.text for c in out) == raw
+    assert [c.last for c in out] == [False] * (len(out) - 1) + [True]
+    splitter = ClauseSplitter()
+    first = splitter.feed(raw[:1200])
+    assert [len(c) for c in first] == [MAX_CLAUSE, MAX_CLAUSE]  # streamed, not held to the end
+
+
+def test_restored_placeholders_do_not_make_a_clause_too_long() -> None:
+    en = "Open " + " and ".join(f"`{'x' * 30}{i}`" for i in range(40)) + "."
+    p = protect(en)
+    raw = "、".join(placeholder(i) for i in range(len(p.originals))) + "を開きます。"  # one long clause
+    cs = ClauseStream(p.originals, 10_000)  # 、 never ends it
+    out = cs.feed(raw) + cs.finish()
+    assert max(len(c.text) for c in out) <= MAX_CLAUSE
+    assert "".join(c.text for c in out) == "、".join(p.originals) + "を開きます。"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bus.journal import CANCELLED, PLAYED, Journal
+from bus.journal import CANCELLED, FAILED, PLAYED, Journal
 
 
 def test_seq_is_per_stream_and_survives_reopening(tmp_path: Path) -> None:
@@ -41,3 +41,16 @@ def test_prune_keeps_open_sentences_and_the_newest_done(tmp_path: Path) -> None:
         j.finish("s", i, PLAYED)
     assert j.prune(keep=5) == 35
     assert j.counts() == {"played": 5, "sent": 10}
+
+
+def test_a_played_ack_wins_over_a_cancel_or_give_up_recorded_before_it(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3")
+    far = time.time_ns() + 10**12
+    for text in ("heard.", "also heard.", "never heard."):
+        j.add("s", text, far)
+    assert j.finish("s", 0, CANCELLED, "a new turn")
+    assert j.finish("s", 1, FAILED, "given up")
+    assert j.finish("s", 0, PLAYED) and j.finish("s", 1, PLAYED)  # the listener heard both
+    assert not j.finish("s", 0, CANCELLED) and not j.finish("s", 0, PLAYED)  # played is final
+    assert j.finish("s", 2, CANCELLED) and not j.finish("s", 2, FAILED)
+    assert j.counts() == {"played": 2, "cancelled": 1}

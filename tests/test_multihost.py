@@ -28,15 +28,17 @@ from tests.conftest import free_ports
 from tests.netns import hosts, netns_available
 
 why_not = netns_available()
+NO_IPC = Path("/nonexistent/bus")  # the default ipc folder, never used by these tcp-only tests
 
 
 def test_a_list_of_worker_addresses_is_dealt_round_robin_skipping_a_worker_that_is_down() -> None:
     a, b, down = (f"tcp://127.0.0.1:{p}" for p in free_ports(3))
-    ep = Endpoints.load({"translate": [a, b, down]}, {}, environ={})
+    ep = Endpoints.load({"translate": [a, b, down]}, {}, environ={}, folder=NO_IPC)
     assert ep.connect["translate"] == a and ep.peers["translate"] == (a, b, down)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     workers = [
-        Endpoints.load({"translate": addr}, {}, environ={}).bind_socket(ctx, "translate") for addr in (a, b)
+        Endpoints.load({"translate": addr}, {}, environ={}, folder=NO_IPC).bind_socket(ctx, "translate")
+        for addr in (a, b)
     ]
     push = ep.connect_socket(ctx, "translate")
     try:
@@ -61,17 +63,17 @@ def test_a_list_of_worker_addresses_is_dealt_round_robin_skipping_a_worker_that_
 
 def test_worker_lists_from_the_environment_and_stages_that_cannot_be_shared() -> None:
     ep = Endpoints.load(
-        {}, {}, environ={"STREAM_TTS_ENDPOINT_TRANSLATE": "tcp://10.0.0.2:1,tcp://10.0.0.3:1"}
+        {}, {}, environ={"STREAM_TTS_ENDPOINT_TRANSLATE": "tcp://10.0.0.2:1,tcp://10.0.0.3:1"}, folder=NO_IPC
     )
     assert ep.peers["translate"] == ("tcp://10.0.0.2:1", "tcp://10.0.0.3:1")
     assert ep.bind["translate"] == "tcp://10.0.0.2:1"
     for name in ("synthesize", "playback", "acks"):
         with pytest.raises(EndpointError, match="only translate may list several workers"):
-            Endpoints.load({name: ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"]}, {}, environ={})
+            Endpoints.load({name: ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"]}, {}, environ={}, folder=NO_IPC)
     with pytest.raises(EndpointError, match="empty list"):
-        Endpoints.load({"translate": []}, {}, environ={})
+        Endpoints.load({"translate": []}, {}, environ={}, folder=NO_IPC)
     with pytest.raises(EndpointError, match="not an address"):
-        Endpoints.load({"translate": ["tcp://127.0.0.1:1", 5]}, {}, environ={})
+        Endpoints.load({"translate": ["tcp://127.0.0.1:1", 5]}, {}, environ={}, folder=NO_IPC)
 
 
 # ---- across network namespaces ----------------------------------------------------------------------
@@ -136,7 +138,7 @@ def test_two_translate_workers_on_two_hosts_and_playback_speaks_in_order(
                 "endpoints": {**on_hub, "translate": workers},
                 "ingest": {"deadline_base_s": 20.0, "deadline_min_s": 10.0},
                 "synthesize": {"model_dir": str(cosy), "voice": "", "threads": 1},
-                "playback": {"sink": "wav", "gap_wait_s": 30.0},
+                "playback": {"sink": "wav"},
                 **common,
             },
         )

@@ -75,8 +75,8 @@ class Control:
         self.sock.close(linger=0)
 
 
-def start(env: AudioBusEnv, **playback: object) -> TapLog:
-    env.set_sections(playback=playback)
+def start(env: AudioBusEnv, give_up_s: float | None = None, **playback: object) -> TapLog:
+    env.set_sections(playback=playback, **({} if give_up_s is None else {"give_up_s": give_up_s}))
     env.start("tap-proxy")
     assert wait_for(lambda: "I tap: proxy" in env.log("tap-proxy"), 30), "the tap proxy did not start"
     tap = TapLog(env)

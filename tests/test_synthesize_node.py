@@ -349,3 +349,26 @@ def test_a_model_failure_mid_sentence_fails_it_with_an_event_and_the_node_goes_o
     finally:
         env.stop_all()
         h.close()
+
+
+def test_a_clause_over_the_clause_limit_is_dropped_and_does_not_hold_the_stream(
+    tmp_path: Path, tiny_models: tuple[Path, Path]
+) -> None:
+    """A 20,000-character clause (60 KB: a valid header) was synthesized until the 60 s deadline,
+    every later sentence waiting behind it. Now decode refuses it (MAX_CLAUSE_CHARS): a `dropped`
+    event naming the field, and the next sentence is spoken at once."""
+    env, h = start(tmp_path, tiny_models[1], first_hop_tokens=5)  # deadline_s: the default 60 s
+    try:
+        assert h.wait_state(("ready", "error")) == "ready", env.log("node-synthesize")[-3000:]
+        h.clause("long", 0, 0, "あ" * 20_000, last=True)
+        t0 = time.monotonic()
+        h.clause("long", 1, 0, "はい。", last=True)
+        chunks = h.audio_until_last("long", 1, timeout=30)
+        assert time.monotonic() - t0 < 30
+        assert not [c for c in chunks if c.seq == 0]
+        reason = h.event("dropped").detail["reason"]
+        assert "clause: field 'text' has 20000 characters, more than 500" in reason
+        assert env.procs[0].poll() is None
+    finally:
+        env.stop_all()
+        h.close()

@@ -2,12 +2,14 @@
 
 Chunks are gathered per sentence (stream, seq, attempt). Both sinks send a stream's sentences out
 by one rule (nodes/playback/seq_order.py): in seq order, a stream taken up after the last seq in
-played.jsonl (any seq after a cancel); a sentence whose earlier seq is missing waits `gap_wait_s`,
-then the gap is skipped with a `skipped` event, and a skipped one arriving later is failed (once
-whole), never played out of order. WAV files are written whole, in that order. On the device a
-sentence goes out with its first chunk: the player (nodes/playback/player.py) gets its place, then each
-chunk as it comes, so the next sentence is buffered while the one before plays. The device stream
-opens with the first chunk, is fed silence between sentences, and closes after `idle_close_s` of nothing.
+played.jsonl (any seq after a cancel); a sentence whose earlier seq is missing waits for it until
+ingest gives it up (GivenUp on the control channel), or, should that word be lost, twice the
+pipeline's give_up_s; then the gap is skipped with a `skipped` event, and a skipped one arriving
+later is failed (once whole), never played out of order. WAV files are written whole, in that
+order. On the device a sentence goes out with its first chunk: the player (player.py) gets its
+place, then each chunk as it comes, so the next sentence is buffered while the one before plays.
+The device stream opens with the first chunk, is fed silence between sentences, and closes after
+`idle_close_s` of nothing.
 A sentence is acked when the player reports that its last sample leaves the device (DAC time from
 the stream's callback), not when it was queued. With no usable device the node says so once and
 writes one WAV per sentence instead; a device that dies mid-run is rescanned and reopened, or else
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import soundfile as sf
 
 from bus import topology
 from bus.events import Kind
@@ -38,6 +41,7 @@ from bus.messages import (
     ControlMessage,
     Failed,
     Flush,
+    GivenUp,
     Message,
     Pause,
     Played,
@@ -79,10 +83,11 @@ class _Held:
         return (self.first.stream, self.first.seq, self.first.attempt)
 
     def complete(self) -> bool:
-        return self.last_index is not None and len(self.chunks) == self.last_index + 1
+        """Every chunk 0..last is here (indices, not a count: a stray index is no chunk of it)."""
+        return self.last_index is not None and all(i in self.chunks for i in range(self.last_index + 1))
 
     def pcm(self) -> np.ndarray:
-        return np.concatenate([mono_f32(self.chunks[i]) for i in range(len(self.chunks))] or [np.zeros(0)])
+        return np.concatenate([mono_f32(self.chunks[i]) for i in sorted(self.chunks)] or [np.zeros(0)])
 
     def text_ja(self) -> str:
         return "".join(dict.fromkeys(c.text_ja for _, c in sorted(self.chunks.items()) if c.text_ja))
@@ -98,19 +103,20 @@ class PlaybackNode(Node):
     poll_ms = 10  # acks are due when a sentence's last sample leaves the device: look often
 
     def setup(self) -> None:
-        self.s = PlaybackSettings.from_section(self.config.section("playback"))
+        # State first, so a node whose [playback] is refused (state "error") still answers: it
+        # holds what comes, and says why on the tap.
+        self.s = PlaybackSettings()
         self.sink = WavSink(self.config.data_dir / "wav")
         self.played_log = self.config.data_dir / PLAYED_LOG
         self.played_log.parent.mkdir(parents=True, exist_ok=True)
         self.played: set[tuple[str, int]] = _already_played(self.played_log)
-        self.order = SeqOrder(self.s.gap_wait_s, self.played)
+        self.order = SeqOrder(2 * self.config.give_up_s, self.played)
         self.held: dict[Key, _Held] = {}
         self.acks_due: list[Done] = []
         self.max_seq: dict[str, int] = {}
         self.cut_seq: dict[str, int] = {}  # stream -> highest seq a cancel dropped (chunks with no stamps)
         self.cut_ns: dict[str, int] = {}  # stream ("" = all) -> when ingest took the cancel
         self.paused = False
-        self.volume = self.s.volume
         self.player: Player | None = None
         self.info: OpenInfo | None = None
         self._idle_since: float | None = None
@@ -118,6 +124,9 @@ class PlaybackNode(Node):
         self._recovering = False
         self.counters.update(underruns=0, device_underflows=0, played=0)
         self.mode = "wav"
+        self.volume = self.s.volume
+        self.s = PlaybackSettings.from_section(self.config.section("playback"))
+        self.volume = self.s.volume
         self.output: AudioOutput = SoundDeviceOutput(
             self.s.device, self.s.latency, self.s.block_ms, self.s.rate_hz
         )
@@ -142,6 +151,14 @@ class PlaybackNode(Node):
     def on_control(self, msg: ControlMessage) -> Iterable[Message]:
         if isinstance(msg, Cancel):
             self._cancel(msg)
+        elif isinstance(msg, GivenUp):
+            for key in [k for k in self.held if k[:2] == (msg.stream, msg.seq)]:
+                self._drop(key, f"given up by ingest: {msg.reason}")
+            self.order.given_up(msg.stream, msg.seq)
+            self.event(Kind.GIVEN_UP, None, stream=msg.stream, seq=msg.seq, reason=msg.reason)
+            self._tell_passed()
+            if self.held and not (self.mode == "wav" and self.paused):
+                return list(self._send_out(self.mode))  # what waited for it goes now
         elif isinstance(msg, Flush) and self.player is not None:
             self.player.flush(msg.stream)
         elif isinstance(msg, Pause | Resume):
@@ -231,6 +248,13 @@ class PlaybackNode(Node):
                 self._drop(k, "superseded by a later attempt")  # the runtime drops its remaining chunks
         elif chunk.index in h.chunks:
             self.event(Kind.DUPLICATE, chunk, reason=f"chunk {chunk.index} came twice")
+            return
+        last = chunk.index if chunk.last else h.last_index
+        beyond = [i for i in (*h.chunks, chunk.index) if last is not None and i > last]
+        if (chunk.last and h.last_index is not None) or beyond:  # well formed, but not of this sentence
+            said = f"chunk {chunk.index}{' (last)' if chunk.last else ''}"
+            self.counters["dropped"] += 1
+            self.event(Kind.DROPPED, chunk, reason=f"{said} contradicts the sentence's chunks so far")
             return
         first = h.first
         if (chunk.rate_hz, chunk.sample_format, chunk.channels) != (
@@ -391,7 +415,6 @@ class PlaybackNode(Node):
         """Send out every sentence whose turn it is by the rule (module docstring): WAV writes whole
         ones (waiting from their last chunk); the device takes one from its first chunk."""
         whole = mode == "wav"
-        now = time.monotonic()
         while self.mode == mode:
             taken = {h.key[:2] for h in self.held.values() if h.out}  # one attempt of a sentence goes
             waiting = [
@@ -404,7 +427,7 @@ class PlaybackNode(Node):
             moved = False
             for stream, h in lowest_per_stream(waiting, lambda h: h.key[:2]).items():
                 since = h.touched if whole else h.arrived_mono_ns / 1e9
-                d = self.order.decide(stream, h.first.seq, now - since)
+                d = self.order.decide(stream, h.first.seq, since)
                 if d.turn is Turn.WAIT:
                     continue
                 moved = True
@@ -422,18 +445,23 @@ class PlaybackNode(Node):
                         reason=d.reason,
                     )
                 self.order.went_out(stream, h.first.seq)
+                self._tell_passed()
                 h.out = True
                 yield from self._write(h) if whole else self._feed(h)
                 break
             if not moved:
                 return
 
+    def _tell_passed(self) -> None:
+        for stream, seq in self.order.take_passed():
+            self.event(Kind.SKIPPED, None, stream=stream, seq=seq, missing=[seq], reason="given up by ingest")
+
     def _write(self, h: _Held) -> Iterator[Message]:
         pcm = h.pcm()
         first_ns = time.time_ns()
         try:
             path = self.sink.write(h.first.stream, h.first.seq, h.first.attempt, pcm, h.first.rate_hz)
-        except OSError as exc:
+        except (OSError, sf.LibsndfileError) as exc:  # a full disk among them: the sentence fails, we go on
             yield self._fail(h, f"cannot write the WAV: {exc}")
             return
         yield self._ack(h, first_ns, time.time_ns(), str(path), {"rms": _rms(pcm)})
@@ -448,7 +476,7 @@ class PlaybackNode(Node):
                 wav = str(
                     self.sink.write(h.first.stream, h.first.seq, h.first.attempt, h.pcm(), h.first.rate_hz)
                 )
-            except OSError as exc:
+            except (OSError, sf.LibsndfileError) as exc:
                 self.event(Kind.ERROR, None, **_ids(h.key), error=f"keep_wav: {exc}", fatal=False)
         lat = [round((dac - arr) / 1e6, 3) for _, arr, dac in sorted(set(done.chunk_out))]
         detail = {"first_chunk_latency_ms": lat[0] if lat else 0.0, "chunk_latency_ms": lat}
@@ -459,7 +487,7 @@ class PlaybackNode(Node):
             del self.held[key]
         self.played.add(h.key[:2])
         self.counters["played"] += 1
-        last = h.chunks[len(h.chunks) - 1]
+        last = h.chunks[max(h.chunks)]
         mine = Stamp("playback", h.arrived_wall_ns, h.arrived_mono_ns, time.time_ns(), time.monotonic_ns())
         played = Played(
             stream=h.first.stream,
@@ -475,7 +503,10 @@ class PlaybackNode(Node):
             stamps=last.stamps,
         )
         stamped = played.with_stamps((*last.stamps, mine))
-        _append_record(self.played_log, stamped)  # type: ignore[arg-type]
+        try:
+            _append_record(self.played_log, stamped)  # type: ignore[arg-type]
+        except OSError as exc:  # heard all the same: acked; a restart may not know it was
+            self.event(Kind.ERROR, None, **_ids(h.key), error=f"played.jsonl: {exc}", fatal=False)
         self.finished(
             stamped, samples=played.samples, rate_hz=played.rate_hz, wav=wav, sink=self.mode, **detail
         )

@@ -14,7 +14,6 @@ cannot take the synthesizer's rate.
     idle_close_s = 5.0       # the stream stays open (fed silence) this long after the last sentence
     policy = "finish-turn"   # or "round-robin": which stream speaks next at a sentence boundary
     turn_hold_s = 1.0        # finish-turn: silence after which another stream may take the floor
-    gap_wait_s = 1.5         # how long a ready sentence waits for a missing earlier seq of its stream
     cue = "none"             # "tone": two short blips when the speaking stream changes
     volume = 1.0             # initial gain (0..2); `stream-tts volume N` changes it at run time
     keep_wav = false         # with a device, also write each sentence's WAV
@@ -57,7 +56,6 @@ class PlaybackSettings:
     idle_close_s: float = 5.0
     policy: str = "finish-turn"
     turn_hold_s: float = 1.0
-    gap_wait_s: float = 1.5
     cue: str = "none"
     volume: float = 1.0
     keep_wav: bool = False

@@ -47,7 +47,7 @@ from nodes.synthesize.engine import Synthesizer
 from nodes.synthesize.errors import NothingToSay, SynthesisCancelled, UnknownVoice
 from nodes.synthesize.settings import SynthSettings
 
-MAX_QUEUED_SENTENCES = 64  # sentences waiting for the engine; past this a new one is failed at once
+MAX_QUEUED_SENTENCES = 64  # sentences held for the engine; past this the input is not read (backpressure)
 REMEMBER_DONE = 4096  # finished (stream, seq, attempt) keys kept to drop late duplicate clauses
 STOP_JOIN_S = 5.0
 
@@ -74,6 +74,7 @@ class _Job:
     cancelled: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     text_waited: bool = False
+    text_done: bool = False  # its last clause came
     send_delay_ms: float = 0.0  # the longest a made chunk waited for the loop to send it
     wake: Callable[[], None] = lambda: None  # the node's loop, woken to send what the worker put
 
@@ -233,6 +234,7 @@ class SynthesizeNode(Node):
                 )
         job.feed.put(text)
         if msg.last:
+            job.text_done = True
             job.feed.close()
 
     def on_control(self, msg: ControlMessage) -> Iterable[Message]:
@@ -245,6 +247,13 @@ class SynthesizeNode(Node):
 
     def tick(self) -> Iterable[Message]:
         return self._emit_ready() if self.jobs else ()
+
+    def accepting(self) -> bool:
+        """A full queue reads no more sentences (they wait upstream), except while the sentence
+        being made still waits for a clause of its own."""
+        if len(self.jobs) < MAX_QUEUED_SENTENCES:
+            return True
+        return not next(iter(self.jobs.values())).text_done
 
     # ---- the worker and what it hands back -------------------------------------------------
     def _work(self) -> None:

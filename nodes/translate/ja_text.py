@@ -2,8 +2,11 @@
 
 `ClauseSplitter` cuts a streamed decode at 。！？ (and at 、 once the clause is long enough to be
 spoken well) without ever losing or repeating a character, and cuts the same way however the text
-was chunked. `clean_clause` removes what must not be spoken: quotes, labels ("Translation:",
-"翻訳:"), parenthesised notes, markdown, and lines with no Japanese (romaji, English commentary).
+was chunked. A clause is never longer than the bus carries (bus/messages.py MAX_CLAUSE_CHARS, which
+is also what synthesize's engine takes at once): text with no break is cut there as it streams,
+and a clause that restoring its placeholders made longer is cut again (at a space if there is one).
+`clean_clause` removes what must not be spoken: quotes, labels ("Translation:", "翻訳:"),
+parenthesised notes, markdown, and lines with no Japanese (romaji, English commentary).
 `ClauseStream` puts them together for one translation attempt: pieces in, clean clauses out with
 placeholders restored (nodes/translate/placeholders.py), the last one marked, nothing released before the
 first real Japanese so a failed attempt can be retried without having said anything.
@@ -16,6 +19,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bus.messages import MAX_CLAUSE_CHARS
 from nodes.translate.placeholders import placeholder, restore
 
 TERMINATORS = "。！？!?"  # always end a clause
@@ -61,9 +65,12 @@ def _original(ph: str, originals: Sequence[str]) -> str:
 class ClauseSplitter:
     """Cut streamed text into clauses; `"".join(fed) == "".join(clauses) + flush()`, always."""
 
-    def __init__(self, min_clause_chars: int = 8, originals: Sequence[str] = ()) -> None:
+    def __init__(
+        self, min_clause_chars: int = 8, originals: Sequence[str] = (), max_chars: int = MAX_CLAUSE_CHARS
+    ) -> None:
         self.min_clause_chars = min_clause_chars
         self.originals = originals  # what ⟦n⟧ in the text stands for, to measure clause length
+        self.max_chars = max_chars  # a clause with no break in this many characters is cut here
         self._buf: list[str] = []
         self._depth = 0  # open brackets in the current clause
         self._ended = ""  # the terminator seen; the clause goes once a non-closer follows
@@ -97,7 +104,14 @@ class ClauseSplitter:
                     out.append(self.flush())  # decoded token sooner than waiting to see the next
                 else:
                     self._ended = ch
+            elif len(self._buf) >= self.max_chars and not self._in_placeholder():
+                out.append(self.flush())  # no break in max_chars: cut, or it never ends
         return out
+
+    def _in_placeholder(self) -> bool:
+        """The text ends inside a ⟦n⟧ (at most 5 characters): a cut would break it."""
+        tail = "".join(self._buf[-5:])
+        return tail.rfind("⟦") > tail.rfind("⟧")
 
     def _is_break(self, ch: str) -> bool:
         if ch == "\n":
@@ -140,6 +154,18 @@ def clean_clause(text: str, line_start: bool = False) -> str:
     if _UNSPEAKABLE.match(bare) and not _PLACEHOLDER.search(text):
         return ""
     return text
+
+
+def bounded(text: str, max_chars: int = MAX_CLAUSE_CHARS) -> list[str]:
+    """`text` in pieces of at most `max_chars`, each cut at its last space when that is not too
+    early, else hard; "".join(pieces) == text. Short text (nearly always) is one piece."""
+    pieces: list[str] = []
+    while len(text) > max_chars:
+        space = text.rfind(" ", max_chars // 2, max_chars)
+        cut = space + 1 if space > 0 else max_chars
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text] if text or not pieces else pieces
 
 
 @dataclass(frozen=True)
@@ -199,15 +225,16 @@ class ClauseStream:
             text = " ".join([text, *self.missing]).strip()
         if not self.japanese_seen:
             return []
-        held, self._held = self._held, []
+        *held, last = [*self._held, *bounded(text)]
+        self._held = []
         self.released += len(held) + 1
-        return [*(OutClause(t, False) for t in held), OutClause(text, True)]
+        return [*(OutClause(t, False) for t in held), OutClause(last, True)]
 
     def _take(self, raw_clauses: list[str]) -> list[OutClause]:
         for raw in raw_clauses:
             text = self._clause(raw)
             if text:
-                self._held.append(text)
+                self._held += bounded(text)
         if not self.japanese_seen:
             return []
         held, self._held = self._held, []

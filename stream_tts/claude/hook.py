@@ -12,6 +12,9 @@ What is said (docs/claude-code.md):
   SubagentStop the sub-agent's own `agent_transcript_path`, whose entries are all side chain). That
   file can lag one turn behind when the hook fires, so the read is retried (TRANSCRIPT_WAIT_S at
   most) until the last message differs from the one this session last spoke from that transcript.
+  Only a regular file is read (a FIFO would block the open for ever, a device never end), at most
+  TRANSCRIPT_MAX_BYTES of its end; and the child's whole life is bounded (CHILD_MAX_S), whatever
+  blocks it.
 - Notification: its `message` ("Claude needs your permission to use Bash"), every time it comes.
 - Stop fires again for the same turn when a Stop hook blocks, and `stop_hook_active` cannot be
   trusted to tell: the same Stop/SubagentStop text in the same session is never published twice (a
@@ -25,9 +28,11 @@ What is said (docs/claude-code.md):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -43,6 +48,7 @@ TRANSCRIPT_POLL_S = 0.05
 TRANSCRIPT_TAIL_BYTES = 256 * 1024  # read from the end of the transcript first, doubling as needed
 TRANSCRIPT_MAX_BYTES = 16 * 1024 * 1024
 PUBLISH_WAIT_S = 2.0  # the child's wait for ingest (the agent is not waiting for the child)
+CHILD_MAX_S = 10.0  # the child's whole life (transcript wait + publish + close): then it gives up
 STATE_FILE = "hook-state.json"
 STATE_SESSIONS = 200  # sessions remembered; the least recently used go first
 STATE_HASHES = 64  # texts remembered per session
@@ -113,19 +119,33 @@ def last_assistant_message(path: Path, side_chain: bool = False) -> tuple[str, s
     """(text, message id) of the last assistant message in a transcript .jsonl; None when the last
     message entry is not the assistant's (the current answer is not written yet). A session's
     transcript skips side-chain entries; a sub-agent's own (`side_chain`) is made of nothing else."""
-    size = path.stat().st_size
-    tail = TRANSCRIPT_TAIL_BYTES
-    while True:
-        with path.open("rb") as f:
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        tail = TRANSCRIPT_TAIL_BYTES
+        while True:
             f.seek(max(0, size - tail))
             data = f.read(tail)
-        lines = data.split(b"\n")
-        if size > tail:
-            lines = lines[1:]  # the first one is cut
-        found = _walk_back(lines, side_chain)
-        if found is not _MORE or size <= tail or tail >= TRANSCRIPT_MAX_BYTES:
-            return None if found is _MORE else found  # type: ignore[return-value]
-        tail *= 4
+            lines = data.split(b"\n")
+            if size > tail:
+                lines = lines[1:]  # the first one is cut
+            found = _walk_back(lines, side_chain)
+            if found is not _MORE or size <= tail or tail >= TRANSCRIPT_MAX_BYTES:
+                return None if found is _MORE else found  # type: ignore[return-value]
+            tail = min(tail * 4, TRANSCRIPT_MAX_BYTES)
+
+
+def open_regular(path: Path) -> int:
+    """A read-only fd of `path`, which must be a regular file: a FIFO blocks open() until a writer
+    comes (for ever, from a hook), a device or /proc file may never end. Checked before the open,
+    which is non-blocking (a FIFO put there in between cannot hold it), and again on the fd."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise HookError(f"transcript {path} is not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise HookError(f"transcript {path} is not a regular file")
+    return fd
 
 
 _MORE = object()
@@ -170,7 +190,7 @@ def _walk_back(lines: list[bytes], side_chain: bool = False) -> object:
 def _json(raw: bytes) -> dict[str, Any] | None:
     try:
         obj = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -315,15 +335,33 @@ class _Log:
             pass
 
 
+class _TimeUp(Exception):
+    """CHILD_MAX_S passed: raised from SIGALRM wherever the child was."""
+
+
+def _time_up(_signum: int, _frame: Any) -> None:
+    raise _TimeUp
+
+
 def _child(raw: bytes, config_path: str | None) -> None:
+    import signal
+
     log = _Log(config_path)
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread (a caller's own use)
+        signal.signal(signal.SIGALRM, _time_up)
+        signal.setitimer(signal.ITIMER_REAL, CHILD_MAX_S)  # whatever blocks (a read, a send): not for ever
     try:
         payload = json.loads(raw)
         if not isinstance(payload, dict):
             raise HookError("payload is not a JSON object")
         log("I " + run_hook(payload, config_path))
+    except _TimeUp:
+        log(f"E gave up after {CHILD_MAX_S:g} s (CHILD_MAX_S)")
     except Exception as exc:
         log(f"E {type(exc).__name__}: {exc}")
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _detach() -> bool:

@@ -309,6 +309,9 @@ def cli_segment(argv: list[str]) -> int:
             items = list(_items(args.format, src, reader))
             for stream, sentence in ingest_sentences(items, section):
                 print(f"{stream}\t{sentence}" if args.streams else sentence, flush=True)
+        except RecursionError:  # a hook payload nested thousands deep (json.loads recurses)
+            print("E segment: the hook payload is nested too deep to read", file=sys.stderr)
+            return 1
         except (ValueError, OSError) as exc:
             print(f"E segment: {exc}", file=sys.stderr)
             return 1

@@ -21,7 +21,9 @@ What is spoken (docs/claude-code.md):
   stream that spoke (`Say.flush`: ingest lets an unfinished sentence go, playback stops waiting).
 
 Bad input (invalid UTF-8, not JSON, not an object of a known shape, a line over MAX_LINE_BYTES, a
-truncated last line) is counted under `stats`, reported, and skipped; reading goes on. The pipe is
+line nested deeper than MAX_JSON_DEPTH, a truncated last line) is counted under `stats`, reported,
+and skipped; reading goes on. (json.loads recurses once per level: 5000 nested brackets raised
+RecursionError, which killed the reader, so a line's depth is measured before it is parsed.) The pipe is
 read as bytes and split on b"\\n" before decoding, so a multibyte character cut by a read()
 boundary is never corrupted.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,9 +42,10 @@ MAX_LINE_BYTES = 8 * 1024 * 1024  # a longer line is skipped unread (counted as 
 READ_BYTES = 64 * 1024
 DEFAULT_STREAM = "claude"
 MAX_TRACKED = 4096  # message ids and line keys remembered for pairing and de-duplication
+MAX_JSON_DEPTH = 64  # a line nested deeper is skipped unparsed (stream-json nests under 10 deep)
 
 # stats keys for bad input; every other key counts what was read or skipped on purpose
-BAD_KINDS = ("bad_utf8", "not_json", "bad_shape", "oversize", "truncated")
+BAD_KINDS = ("bad_utf8", "not_json", "bad_shape", "oversize", "too_deep", "truncated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +99,16 @@ class StreamJsonReader:
         if not text.strip():
             self.stats["blank"] += 1
             return []
+        if json_too_deep(text, MAX_JSON_DEPTH):
+            return self._bad("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             return self._bad("truncated" if truncated else "not_json", f"{exc.msg} at char {exc.pos}")
         except ValueError as exc:  # e.g. a number too long to convert
             return self._bad("not_json", str(exc))
+        except RecursionError:  # pragma: no cover - json_too_deep measured it first
+            return self._bad("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
             return self._bad("bad_shape", "not a JSON object with a string 'type'")
         try:
@@ -272,6 +280,28 @@ class StreamJsonReader:
         if len(self.errors) < 20:
             self.errors.append(f"line {self.stats['lines']}: {kind}: {reason}")
         return []
+
+
+# A JSON string (skipped whole, so brackets inside text do not count) or one bracket.
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def json_too_deep(text: str, limit: int) -> bool:
+    """Whether the JSON in `text` nests arrays and objects more than `limit` deep, measured without
+    parsing it (json.loads recurses once per level). Text with at most `limit` opening brackets
+    cannot be: two counts, and no scan, for nearly every line."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for m in _STRING_OR_BRACKET.finditer(text):
+        c = text[m.start()]
+        if c == "[" or c == "{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c != '"':
+            depth -= 1
+    return False
 
 
 class _Shape(ValueError):

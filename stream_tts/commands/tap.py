@@ -1,4 +1,5 @@
-"""`stream-tts tap` (watch every bus event as JSON lines) and `stream-tts tap-proxy` (the
+"""`stream-tts tap` (watch every bus event as JSON lines: strict JSON, a NaN or infinite number in
+an event's detail is written as null, bus/messages.py `TapEvent.to_json`) and `stream-tts tap-proxy` (the
 XSUB/XPUB proxy itself, which supervisord runs as the program `tap`)."""
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def cli_tap(argv: list[str]) -> int:
                 continue
             if args.node and ev.node != args.node:
                 continue
-            out.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
+            # to_json: valid JSON only (NaN, inf -> null); allow_nan=False holds it to that
+            out.write(json.dumps(ev.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
             out.flush()
     except (KeyboardInterrupt, BrokenPipeError):
         pass

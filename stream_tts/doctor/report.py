@@ -2,10 +2,10 @@
 
 Checks Python and packages, llama.cpp's and torch's GPU backends, both models (present and
 loadable, each loaded in a subprocess with a timeout), the voice synthesize will speak with,
-the ports (free, or held by our own nodes as their heartbeats on the tap show), the audio
-device (a short tone unless --quiet), the pipeline under supervisord, and endpoints on other
-machines. Prints one table of ok / warning / error rows, each error with its fix; exits 1 when
-any row is an error.
+the ports and sockets (free, or held by our own nodes as their heartbeats on the tap show), the
+audio device (a short tone unless --quiet), the pipeline under supervisord, endpoints on other
+machines, and what other accounts here can reach (the bus, the data dir). Prints one table of
+ok / warning / error rows, each error with its fix; exits 1 when any row is an error.
 The heavy libraries are never imported here: stream_tts/doctor/checks.py probes them in subprocesses.
 """
 
@@ -61,7 +61,21 @@ def run_checks(config: Config, play: bool = True, load_timeout_s: float = dc.LOA
         rows += [c for f in futures for c in _as_list(f.result())]
     rows += db.check_ports(config, beats)
     rows += [db.check_supervisor(config, beats), db.check_endpoints(config)]
+    rows += [db.check_private_bus(config), db.check_private_files(config), check_disk(config)]
     return rows
+
+
+def check_disk(config: Config) -> Check:
+    """Room in the data dir: the journal must grow for ingest to take text."""
+    from stream_tts.supervise import LOW_DISK_BYTES, disk_report
+
+    line = disk_report(config.data_dir)
+    if not line:
+        return Check("disk", OK, f"room in {config.data_dir}")
+    level = ERROR if line.startswith("E") else WARN
+    need = LOW_DISK_BYTES // 2**20
+    fix = f"free space on the disk of {config.data_dir} (at least {need} MiB), or move data_dir"
+    return Check("disk", level, line.split(": ", 1)[1], fix)
 
 
 def _as_list(x: Check | list[Check]) -> list[Check]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from bus.messages import MAX_SENTENCE_CHARS
 from nodes.ingest.text.segmenter import (
     DEFAULT_IDLE_FLUSH_S,
     DEFAULT_MAX_CHARS,
@@ -78,6 +79,7 @@ class SpeakOptions:
 
 
 DEFAULT_OPTIONS = SpeakOptions()
+MAX_SENTENCE_CHARS_SETTING = 1000  # [ingest] max_sentence_chars at most: its spoken form must fit a message
 
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([^\s`{]*)")
 _FENCE_LINE = re.compile(r"(?:`{3,}[^`\n]*|~{3,}[^\n]*)")
@@ -281,10 +283,13 @@ class SentenceStream:
         """From the config's [ingest] section: SpeakOptions keys plus idle_flush_s, max_sentence_chars,
         max_table_rows."""
         idle = section.get("idle_flush_s", DEFAULT_IDLE_FLUSH_S)
+        max_chars = int(section.get("max_sentence_chars", DEFAULT_MAX_CHARS))
+        if not 40 <= max_chars <= MAX_SENTENCE_CHARS_SETTING:
+            raise ValueError(f"max_sentence_chars must be 40..{MAX_SENTENCE_CHARS_SETTING}, got {max_chars}")
         return cls(
             SpeakOptions.from_section(section),
             None if idle in (None, 0) else float(idle),
-            max_chars=int(section.get("max_sentence_chars", DEFAULT_MAX_CHARS)),
+            max_chars=max_chars,
             max_table_rows=int(section.get("max_table_rows", DEFAULT_MAX_TABLE_ROWS)),
         )
 
@@ -302,4 +307,17 @@ class SentenceStream:
         return self.segmenter.pending
 
     def _say(self, units: list[str]) -> list[str]:
-        return [s for s in (to_speakable(u, self.options) for u in units) if s]
+        spoken = [s for s in (to_speakable(u, self.options) for u in units) if s]
+        return [piece for s in spoken for piece in within(s, MAX_SENTENCE_CHARS)]
+
+
+def within(sentence: str, limit: int) -> list[str]:
+    """The sentence in pieces of at most `limit` characters, cut at a space where there is one: the
+    spoken form may outgrow the source (an arrow says ", then") past what a message may carry."""
+    pieces = []
+    while len(sentence) > limit:
+        cut = sentence.rfind(" ", 0, limit + 1)
+        cut = cut if cut > limit // 2 else limit
+        pieces.append(sentence[:cut].rstrip())
+        sentence = sentence[cut:].lstrip()
+    return [*pieces, sentence] if sentence else pieces
