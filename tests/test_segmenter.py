@@ -69,6 +69,14 @@ def chunked(text: str, cuts: list[int], **kw: object) -> list[str]:
         # paragraphs join their lines; blank lines end them
         ("one line\ncontinues here.\n\nNew para", ["one line\ncontinues here.", "New para"]),
         ("No end here\n\nNext para.", ["No end here", "Next para."]),
+        # a pictograph ends a sentence when the next one starts after it (class: emoji, symbols)
+        ("That's it for now ✅ Let me know.", ["That's it for now ✅", "Let me know."]),
+        ("Shipped 🚀 2 fixes left.", ["Shipped 🚀", "2 fixes left."]),
+        ("Done ✔️ Next up: tests.", ["Done ✔️", "Next up: tests."]),
+        ("All green 👍🏽 See you.", ["All green 👍🏽", "See you."]),
+        ("Warning ⚠ check the logs.", ["Warning ⚠ check the logs."]),  # lower case goes on
+        ("I ❤️ this.", ["I ❤️ this."]),  # mid-sentence
+        ("Ready ✅", ["Ready ✅"]),
     ],
 )
 def test_sentence_ends(text: str, expected: list[str]) -> None:

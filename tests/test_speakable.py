@@ -35,6 +35,20 @@ DATA = Path(__file__).parent / "data" / "ingest"
         ("Use ~/.config/app/ for it.", "Use app for it."),
         ("and/or TCP/IP input/output", "and/or TCP/IP input/output"),
         ("Upgraded to v2.3.1 (was v2.2).", "Upgraded to version 2.3.1 (was version 2.2)."),
+        # a version prefix after a word that already says it (class: version, release, rev, ver.)
+        ("Version v2.3.1 is out.", "Version 2.3.1 is out."),
+        ("the new version v3.0 and versions v1.2 / v1.3", "the new version 3.0 and versions 1.2 / version 1.3"),
+        ("Release v1.0 ships, rev. v7.1 too.", "Release 1.0 ships, rev. 7.1 too."),
+        # local URLs say host and port, and a short path (class: localhost, loopback, private, .local)
+        ("Open http://localhost:3000/admin to log in.", "Open localhost port 3000, path admin to log in."),
+        ("It listens on http://127.0.0.1:8080/ now.", "It listens on 127.0.0.1 port 8080 now."),
+        ("Try http://192.168.1.20:5173/app/settings/x.", "Try 192.168.1.20 port 5173."),
+        (
+            "See http://myapp.local:8000/api/v1 for it.",
+            "See myapp.local port 8000, path api slash v1 for it.",
+        ),
+        ("See [the dashboard](http://0.0.0.0:9090/metrics).", "See the dashboard."),
+        ("Remote https://example.com:8443/x stays a host.", "Remote example.com stays a host."),
         ("✅ Tests pass 🎉", "Tests pass"),
         ("A → B", "A to B"),
         ("Restart it → it reconnects by itself.", "Restart it, then it reconnects by itself."),

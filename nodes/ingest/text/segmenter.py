@@ -77,7 +77,12 @@ NEVER_END = frozenset(
 MAYBE_END = frozenset({"etc", "a.m", "p.m", "u.s", "u.k", "inc", "ltd", "co", "corp", "al", "approx"})
 _INITIALISM = re.compile(r"(?:[a-z]\.)+[a-z]")
 
-_INTERESTING = re.compile(r"[\n`.!?…。！？．]")
+# Pictographs and other symbols a sentence may end with instead of punctuation ("Done ✅ Next…").
+SYMBOL_ENDS = "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff"
+SYMBOL_TAIL = "\ufe0f\u200d\u20e3\U0001f3fb-\U0001f3ff"  # variation selector, joiner, keycap, skin tone
+_SYMBOL = re.compile(f"[{SYMBOL_ENDS}]")
+_SYMBOL_RUN = re.compile(f"[{SYMBOL_ENDS}{SYMBOL_TAIL}]*")
+_INTERESTING = re.compile(f"[\n`.!?…。！？．{SYMBOL_ENDS}]")
 _HEADING = re.compile(r"#{1,6}(?:[ \t]|$)")
 _BULLET = re.compile(r"[-*+][ \t]")
 _ORDERED = re.compile(r"\d{1,9}[.)](?:[ \t]|$)")
@@ -365,6 +370,16 @@ class Segmenter:
         """Whether the terminator at `j` ends a sentence, and where scanning goes on."""
         buf, n = self._buf, len(self._buf)
         k = j
+        if _SYMBOL.match(buf, j):  # a pictograph ends a sentence when the next one starts after it
+            k = _SYMBOL_RUN.match(buf, j).end()  # type: ignore[union-attr]
+            if k == n:
+                if final:
+                    return True, k
+                raise _Wait
+            if not buf[k].isspace():
+                return False, k
+            c = _next_significant(buf, k, final)
+            return bool(c) and (c.isupper() or c.isdigit() or bool(_SYMBOL.match(c))), k
         if buf[j] in CJK_TERMS:
             while k < n and buf[k] in CJK_TERMS + LATIN_TERMS:
                 k += 1

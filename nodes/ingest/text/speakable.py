@@ -183,7 +183,7 @@ def _say_words(text: str, options: SpeakOptions) -> str:
     """Paths, versions, arrows and symbols as they are said (outside code spans)."""
     if options.paths == "name":
         text = _PATH.sub(_path_name, text)
-    text = _VERSION.sub(r"version \1", text)
+    text = _VERSION.sub(_say_version, text)
     text = _ARROW.sub(_say_arrow, text)
     text = _APPROX.sub("about ", text)
     text = _AMP.sub(" and ", text)
@@ -192,6 +192,14 @@ def _say_words(text: str, options: SpeakOptions) -> str:
             text = pattern.sub(words, text)
         text = text.replace(",,", ",")
     return text
+
+
+_SAYS_VERSION = re.compile(r"(?:\b(?:version|versions|ver|release|rev|revision)\.?|\bv\.)\s*$", re.I)
+
+
+def _say_version(m: re.Match[str]) -> str:
+    """ "v2.3.1" reads "version 2.3.1", unless the word before already says it ("Version v2.3.1")."""
+    return m.group(1) if _SAYS_VERSION.search(m.string, 0, m.start()) else f"version {m.group(1)}"
 
 
 def _say_arrow(m: re.Match[str]) -> str:
@@ -216,8 +224,36 @@ def _say_url(url: str, options: SpeakOptions) -> str:
     if options.urls == "drop":
         return ""
     url = url.rstrip(".,;:!?")
-    host = urlsplit(url if "://" in url else "http://" + url).hostname or ""
-    return host.removeprefix("www.")
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    host = parts.hostname or ""
+    if not _is_local(host):
+        return host.removeprefix("www.")
+    # A local server: which one is what the listener needs, so its port, and a short path.
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    said = host if port is None else f"{host} port {port}"
+    path = parts.path.strip("/")
+    if path and len(path) <= MAX_LOCAL_PATH_CHARS and path.count("/") < 2:
+        said += f", path {' slash '.join(path.split('/'))}"  # words: no path rule shortens them
+    return said
+
+
+MAX_LOCAL_PATH_CHARS = 24  # a local URL's path is said when it is this short (and 1-2 segments)
+
+
+def _is_local(host: str) -> bool:
+    """localhost, a loopback or private address, or a .local/.internal/.test name."""
+    if host in ("localhost", "0.0.0.0") or host.endswith((".localhost", ".local", ".internal", ".test")):
+        return True
+    try:
+        import ipaddress
+
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_unspecified
 
 
 def _strip_punct(url: str) -> str:
