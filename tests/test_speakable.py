@@ -37,7 +37,7 @@ DATA = Path(__file__).parent / "data" / "ingest"
         ("Upgraded to v2.3.1 (was v2.2).", "Upgraded to version 2.3.1 (was version 2.2)."),
         # a version prefix after a word that already says it (class: version, release, rev, ver.)
         ("Version v2.3.1 is out.", "Version 2.3.1 is out."),
-        ("the new version v3.0 and versions v1.2 / v1.3", "the new version 3.0 and versions 1.2 / version 1.3"),
+        ("new version v3.0, versions v1.2 / v1.3", "new version 3.0, versions 1.2 / version 1.3"),
         ("Release v1.0 ships, rev. v7.1 too.", "Release 1.0 ships, rev. 7.1 too."),
         # local URLs say host and port, and a short path (class: localhost, loopback, private, .local)
         ("Open http://localhost:3000/admin to log in.", "Open localhost port 3000, path admin to log in."),
