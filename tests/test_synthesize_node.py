@@ -372,3 +372,26 @@ def test_a_clause_over_the_clause_limit_is_dropped_and_does_not_hold_the_stream(
     finally:
         env.stop_all()
         h.close()
+
+
+def test_a_clause_too_short_to_say_alone_goes_with_the_next(node: Harness) -> None:
+    """min_mora (8): 「はい、」 (2 mora) is not handed to the voice alone; it is said with the clause
+    after it, and the sentence's `finished` counts it. A whole sentence shorter than that is still
+    spoken (with its last clause)."""
+    node.clause("m1", 0, 0, "はい、", last=False)
+    assert not node.audio.poll(1500), "a 2-mora clause was spoken alone"
+    node.clause("m1", 0, 1, "テストを実行しました。", last=True)
+    chunks = node.sentence_audio("m1", 0)
+    assert chunks[-1].last and node.event("finished", "m1").detail["short_clauses_joined"] == 1
+    node.clause("m2", 0, 0, "はい。", last=True)  # the whole sentence: spoken as it is
+    assert node.sentence_audio("m2", 0)[-1].last
+    assert node.event("finished", "m2").detail["short_clauses_joined"] == 0
+
+
+def test_mora_are_counted_in_kana_small_kana_joining_the_one_before() -> None:
+    from nodes.synthesize.mora import mora_count
+
+    assert mora_count("ハイ、") == 2
+    assert mora_count("キョウ") == 2 and mora_count("ジッコウ") == 4 and mora_count("コーヒー") == 4
+    assert mora_count("テストヲジッコウシマシタ。") == 12
+    assert mora_count("実行") == 4 and mora_count("OK") == 1 and mora_count("、。！") == 0

@@ -45,6 +45,7 @@ from bus.messages import AudioChunk, Cancel, Clause, ControlMessage, Failed, Mes
 from bus.node import HOST, Node, main_for
 from nodes.synthesize.engine import Synthesizer
 from nodes.synthesize.errors import NothingToSay, SynthesisCancelled, UnknownVoice
+from nodes.synthesize.mora import mora_count
 from nodes.synthesize.settings import SynthSettings
 
 MAX_QUEUED_SENTENCES = 64  # sentences held for the engine; past this the input is not read (backpressure)
@@ -75,6 +76,8 @@ class _Job:
     timings: dict[str, float] = field(default_factory=dict)
     text_waited: bool = False
     text_done: bool = False  # its last clause came
+    held: str = ""  # clauses too short to say alone, waiting for the next (min_mora)
+    joined: int = 0  # how many clauses went with the next one
     send_delay_ms: float = 0.0  # the longest a made chunk waited for the loop to send it
     wake: Callable[[], None] = lambda: None  # the node's loop, woken to send what the worker put
 
@@ -232,7 +235,13 @@ class SynthesizeNode(Node):
                     msg,
                     reason=f"kana frontend failed ({type(exc).__name__}: {exc}); clause passed through",
                 )
-        job.feed.put(text)
+        job.held += text
+        if msg.last or mora_count(job.held) >= self.settings.min_mora:
+            if job.held:
+                job.feed.put(job.held)
+            job.held = ""
+        else:
+            job.joined += 1  # too short to say alone: it goes with the next clause
         if msg.last:
             job.text_done = True
             job.feed.close()
@@ -346,6 +355,7 @@ class SynthesizeNode(Node):
             rtf=round(wall / audio_s, 4) if audio_s else None,
             audio_s=round(audio_s, 3),
             send_delay_ms=round(job.send_delay_ms, 2),
+            short_clauses_joined=job.joined,
             **{k: round(v, 1) for k, v in job.timings.items()},
         )
         if self.state == "error" and self.engine is not None:  # e.g. a voice added since: healthy again

@@ -29,6 +29,7 @@ class SynthSettings:
     max_token_text_ratio: float = EngineOptions.max_token_text_ratio
     seed: int = EngineOptions.seed
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    min_mora: int = 8  # a clause shorter than this (in mora, read in kana) goes with the next; 0: off
     # "auto" | true | false (a TOML bool is taken as "true" / "false")
     cuda_graphs: str = EngineOptions.cuda_graphs
     compile_flow: bool = EngineOptions.compile_flow
