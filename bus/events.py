@@ -49,6 +49,7 @@ class Kind(StrEnum):
     TEXT_WAIT = "text_wait"
     FIRST_CHUNK = "first_chunk"
     VOICE = "voice"  # the voice in use
+    SPEED = "speed"  # a speaking speed taken (stream "" = every stream)
     # playback
     SINK = "sink"  # device or WAV files
     FAILED = "failed"  # a sentence that will not be played

@@ -360,6 +360,22 @@ class Volume(ControlMessage):
     stamps: Stamps = ()
 
 
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Speed(ControlMessage):
+    """Speak faster or slower (1.0 as the voice speaks), one stream or every stream (""); the
+    voice engine changes its own durations, so the pitch stays."""
+
+    TYPE: ClassVar[str] = "speed"
+    LIMITS: ClassVar[dict[str, Limit]] = {**Message.LIMITS, "factor": (MIN_SPEED, MAX_SPEED)}
+    factor: float
+    stream: str = ""
+    stamps: Stamps = ()
+
+
 @register
 @dataclass(frozen=True, slots=True)
 class TapEvent(Message):

@@ -56,6 +56,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "stream_tts.commands.playback:cli_volume",
         "set playback volume: volume PERCENT (100 = as synthesized)",
     ),
+    "speed": (
+        "stream_tts.commands.playback:cli_speed",
+        "speak faster or slower: speed 1.5 [--stream S] (0.5..2, pitch unchanged)",
+    ),
     "devices": (
         "stream_tts.commands.playback:cli_devices",
         "list audio output devices ([playback] device picks one)",

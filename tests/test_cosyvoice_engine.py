@@ -290,3 +290,14 @@ def test_a_cosyvoice_v1_folder_is_refused_with_the_reason(tmp_path: Path) -> Non
     msg = str(err.value)
     assert str(v1) in msg and "CosyVoice v1 folder" in msg and "CosyVoice2-0.5B" in msg
     assert "22.05 kHz" in msg
+
+
+def test_speed_scales_the_audio_by_the_flows_durations_not_by_resampling(engine: CosyVoiceEngine) -> None:
+    """The same sentence (same seed: the same speech tokens) at speed 2 lasts half as long and at
+    0.5 twice as long, within a frame per chunk; the vocoder still makes the audio from mel frames
+    (so the pitch is the voice's), only fewer or more of them."""
+    text = ["テストを実行しました、ファイルを保存しました。"]
+    length = {s: sum(c.pcm.size for c in engine.synthesize(list(text), speed=s)) for s in (1.0, 2.0, 0.5)}
+    assert length[1.0] > 0
+    assert abs(length[2.0] / length[1.0] - 0.5) < 0.08, length
+    assert abs(length[0.5] / length[1.0] - 2.0) < 0.25, length

@@ -29,6 +29,7 @@ from bus.messages import (
     Resent,
     Resume,
     Sentence,
+    Speed,
     Stamp,
     TapEvent,
     TextIn,
@@ -55,6 +56,7 @@ SAMPLES = [
     Pause(),
     Resume(),
     Volume(level=0.5),
+    Speed(factor=1.5, stream="s1"),
     TapEvent(node="ingest", kind="finished", stream="s1", seq=7, detail={"ms": 1.5, "text": "x"}),
 ]
 

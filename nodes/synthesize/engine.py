@@ -39,8 +39,12 @@ class Synthesizer(Protocol):
         """Where it runs: "cuda", "mps" or "cpu" (translate holds its GPU work only for a shared GPU)."""
         ...
 
-    def synthesize(self, text_pieces: Iterable[str], voice: str = "") -> Iterator[SpeechChunk]:
-        """Audio for the pieces of one sentence, chunk by chunk, as they are made."""
+    def synthesize(
+        self, text_pieces: Iterable[str], voice: str = "", deadline_s: float | None = None, speed: float = 1.0
+    ) -> Iterator[SpeechChunk]:
+        """Audio for the pieces of one sentence, chunk by chunk, as they are made, within
+        `deadline_s` (None: the engine's own); `speed` (0.5 to 2.0) by the engine's own duration
+        control, the pitch unchanged."""
         ...
 
     def voices(self) -> list[str]:

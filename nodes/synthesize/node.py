@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 from bus import topology
 from bus.errors import EngineError
 from bus.events import FirstChunk, Kind, SynthStarted, TextWait
-from bus.messages import AudioChunk, Cancel, Clause, ControlMessage, Failed, Message
+from bus.messages import AudioChunk, Cancel, Clause, ControlMessage, Failed, Message, Speed
 from bus.node import HOST, Node, main_for
 from nodes.synthesize.engine import Synthesizer
 from nodes.synthesize.errors import NothingToSay, SynthesisCancelled, UnknownVoice
@@ -106,6 +106,7 @@ class SynthesizeNode(Node):
         self.done_set: set[Key] = set()
         self.work: queue.Queue[_Job | None] = queue.Queue()
         self.kana: Any = None
+        self.speeds: dict[str, float] = {}  # stream ("" = every stream) -> speed set at run time
         self.worker = threading.Thread(target=self._work, name="synthesize-worker", daemon=True)
         self.worker.start()
         try:
@@ -247,6 +248,11 @@ class SynthesizeNode(Node):
             job.feed.close()
 
     def on_control(self, msg: ControlMessage) -> Iterable[Message]:
+        if isinstance(msg, Speed):  # from the next sentence on; a stream's own wins over every stream's
+            if not msg.stream:
+                self.speeds.clear()
+            self.speeds[msg.stream] = msg.factor
+            self.event(Kind.SPEED, None, speed_stream=msg.stream, factor=msg.factor)
         if isinstance(msg, Cancel):
             for job in list(self.jobs.values()):
                 if not msg.stream or job.key[0] == msg.stream:
@@ -275,7 +281,8 @@ class SynthesizeNode(Node):
             try:
                 if job.cancelled:
                     raise SynthesisCancelled("cancelled before it started")
-                for chunk in self.loaded.synthesize(job.feed, self.settings.voice):
+                speed = self.speeds.get(job.key[0], self.speeds.get("", self.settings.speed))
+                for chunk in self.loaded.synthesize(job.feed, self.settings.voice, speed=speed):
                     job.put("chunk", chunk)
                 job.put("done")
             except EngineError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 
 from bus.config import unknown_keys
 from bus.errors import EngineError
+from bus.messages import MAX_SPEED, MIN_SPEED
 from nodes.synthesize.cosyvoice.engine import EngineOptions
 
 
@@ -29,6 +30,7 @@ class SynthSettings:
     max_token_text_ratio: float = EngineOptions.max_token_text_ratio
     seed: int = EngineOptions.seed
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    speed: float = 1.0  # 0.5..2.0: faster or slower speech (`stream-tts speed` changes it at run time)
     min_mora: int = 8  # a clause shorter than this (in mora, read in kana) goes with the next; 0: off
     # "auto" | true | false (a TOML bool is taken as "true" / "false")
     cuda_graphs: str = EngineOptions.cuda_graphs
@@ -55,4 +57,6 @@ class SynthSettings:
             raise EngineError('[synthesize] frontend must be "kana" or "none"')
         if values.get("cuda_graphs", "auto") not in ("auto", "true", "false"):
             raise EngineError('[synthesize] cuda_graphs must be "auto", true or false')
+        if not MIN_SPEED <= values.get("speed", 1.0) <= MAX_SPEED:
+            raise EngineError(f"[synthesize] speed must be {MIN_SPEED}..{MAX_SPEED}, got {values['speed']}")
         return cls(**values)

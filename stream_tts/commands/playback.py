@@ -13,7 +13,17 @@ import sys
 
 from bus.client import IngestUnavailable, Publisher
 from bus.config import ConfigError, load_config
-from bus.messages import MAX_VOLUME, Cancel, ControlMessage, Pause, Resume, Volume
+from bus.messages import (
+    MAX_SPEED,
+    MAX_VOLUME,
+    MIN_SPEED,
+    Cancel,
+    ControlMessage,
+    Pause,
+    Resume,
+    Speed,
+    Volume,
+)
 
 
 def _send(prog: str, argv: list[str], make: type[ControlMessage] | None, describe: str) -> int:
@@ -22,6 +32,11 @@ def _send(prog: str, argv: list[str], make: type[ControlMessage] | None, describ
         parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
     if prog == "volume":
         parser.add_argument("level", help=f"percent, 0..{int(MAX_VOLUME * 100)} (100 = as synthesized)")
+    if prog == "speed":
+        parser.add_argument(
+            "factor", help=f"{MIN_SPEED}..{MAX_SPEED} (1 = as the voice speaks; 1.5 = half as fast again)"
+        )
+        parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
     parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
     args = parser.parse_args(argv)
     msg: ControlMessage
@@ -39,6 +54,15 @@ def _send(prog: str, argv: list[str], make: type[ControlMessage] | None, describ
             )
             return 2
         msg = Volume(level=level)
+    elif prog == "speed":
+        try:
+            factor = float(args.factor.rstrip("x"))
+        except ValueError:
+            factor = -1.0
+        if not MIN_SPEED <= factor <= MAX_SPEED:
+            print(f"E speed: {args.factor!r} is not a speed within {MIN_SPEED}..{MAX_SPEED}", file=sys.stderr)
+            return 2
+        msg = Speed(factor=factor, stream=args.stream)
     else:
         assert make is not None
         msg = make()
@@ -66,6 +90,10 @@ def cli_resume(argv: list[str]) -> int:
 
 def cli_volume(argv: list[str]) -> int:
     return _send("volume", argv, None, "Set the playback volume in percent (100 = as synthesized).")
+
+
+def cli_speed(argv: list[str]) -> int:
+    return _send("speed", argv, None, "Speak faster or slower from the next sentence on (pitch unchanged).")
 
 
 def cli_devices(argv: list[str]) -> int:

@@ -333,7 +333,7 @@ class CosyVoiceEngine(Synthesizer):
         return [int(t) for t in self.model.tokenizer.encode(text)]
 
     def synthesize(
-        self, text_pieces: Iterable[str], voice: str = "", deadline_s: float | None = None
+        self, text_pieces: Iterable[str], voice: str = "", deadline_s: float | None = None, speed: float = 1.0
     ) -> Iterator[SpeechChunk]:
         import torch
 
@@ -351,7 +351,7 @@ class CosyVoiceEngine(Synthesizer):
         try:
             while more:
                 with torch.inference_mode():
-                    for chunk in self._utterance(source, v, clock):
+                    for chunk in self._utterance(source, v, clock, speed):
                         if chunk.last:
                             more = source.has_speech()
                             yield SpeechChunk(chunk.pcm, not more, n, chunk.timings)
@@ -380,7 +380,7 @@ class CosyVoiceEngine(Synthesizer):
             return list(v.prompt_text_tokens), speech
         return (self.encode(v.prompt_text) if v.prompt_text else []), speech
 
-    def _utterance(self, source: TextSource, v: Any, clock: Any) -> Iterator[SpeechChunk]:
+    def _utterance(self, source: TextSource, v: Any, clock: Any, speed: float = 1.0) -> Iterator[SpeechChunk]:
         import torch
 
         from nodes.synthesize.cosyvoice.stream import ChunkVocoder, Timings, speech_tokens
@@ -393,7 +393,9 @@ class CosyVoiceEngine(Synthesizer):
         else:
             flow_token = torch.zeros(1, 0, dtype=torch.int32)
             flow_feat = torch.zeros(1, 0, m.params["mel_bins"])
-        vocoder = ChunkVocoder(m, v.embedding, flow_token, flow_feat, timings, vocode=self._vocode)
+        vocoder = ChunkVocoder(
+            m, v.embedding, flow_token, flow_feat, timings, vocode=self._vocode, speed=speed
+        )
         lookahead = m.params["pre_lookahead_len"]
         room = m.params["max_mels"] // m.params["token_mel_ratio"] - int(flow_token.shape[1]) - lookahead
         tokens: list[int] = []

@@ -1,4 +1,5 @@
-"""Load a CosyVoice2 model folder (the released CosyVoice2-0.5B layout) onto the package's modules.
+"""Load a CosyVoice2 model folder (the released CosyVoice2-0.5B layout) onto the package's modules;
+and what both CosyVoice versions' loaders share (nodes/synthesize/cosyvoice/v1/load.py is v1's).
 
 The network classes come from cosyvoice-minicpmo (byte-identical to upstream's); nothing here
 uses its `cosyvoice.cli` classes. The folder's `cosyvoice2.yaml` also describes the training data
@@ -25,11 +26,12 @@ from typing import Any
 import torch
 
 from bus.errors import ModelLoadError
+from nodes.synthesize.cosyvoice.layout import V2, WEIGHT_FILES, layout_of
 
-YAML_NAME = "cosyvoice2.yaml"
+YAML_NAME = V2.yaml
 QWEN_DIR = "CosyVoice-BlankEN"
-WEIGHT_FILES = ("llm.pt", "flow.pt", "hift.pt")
-ONNX_FILES = ("campplus.onnx", "speech_tokenizer_v2.onnx")
+ONNX_FILES = V2.onnx_files
+__all__ = ["WEIGHT_FILES"]  # re-exported: the weight files are the same in both versions
 SPK2INFO = "spk2info.pt"
 # What the engine builds from the yaml; hyperpyyaml pulls in what these refer to.
 ENGINE_SECTIONS = ("sample_rate", "llm", "flow", "hift", "get_tokenizer")
@@ -40,7 +42,7 @@ _REF = re.compile(r"<([A-Za-z_][\w]*)")
 log = logging.getLogger("stream_tts")
 
 
-def reduce_yaml(text: str, keep: Iterable[str]) -> str:
+def reduce_yaml(text: str, keep: Iterable[str], yaml_name: str = YAML_NAME) -> str:
     """The top-level blocks of a hyperpyyaml file named in `keep`, plus every block they refer
     to (`!ref <name>`), plus the seed-setting `__set_seed*` blocks, in file order.
 
@@ -60,7 +62,7 @@ def reduce_yaml(text: str, keep: Iterable[str]) -> str:
     wanted = [k for k in keep]
     missing = [k for k in wanted if k not in blocks]
     if missing:
-        raise ModelLoadError(f"{YAML_NAME} has no section {', '.join(missing)}")
+        raise ModelLoadError(f"{yaml_name} has no section {', '.join(missing)}")
     chosen: set[str] = {k for k in order if k.startswith("__set_seed")}
     todo = list(wanted)
     while todo:
@@ -142,11 +144,13 @@ def _needs_torchaudio(qualname: str) -> Callable[..., Any]:
 
 
 def build_sections(model_dir: Path, names: Iterable[str]) -> dict[str, Any]:
-    """The named yaml sections of a model folder, built by hyperpyyaml (modules with fresh weights)."""
-    yaml_path = model_dir / YAML_NAME
+    """The named yaml sections of a model folder (its version's yaml: nodes/synthesize/cosyvoice/layout.py),
+    built by hyperpyyaml (modules with fresh weights)."""
+    yaml_name = layout_of(model_dir).yaml
+    yaml_path = model_dir / yaml_name
     if not yaml_path.is_file():
-        raise ModelLoadError(f"{model_dir}: no {YAML_NAME} (is model_dir a CosyVoice2 folder?)")
-    reduced = reduce_yaml(yaml_path.read_text(encoding="utf-8"), names)
+        raise ModelLoadError(f"{model_dir}: no {yaml_name} (is model_dir a CosyVoice2 folder?)")
+    reduced = reduce_yaml(yaml_path.read_text(encoding="utf-8"), names, yaml_name)
     ensure_network_modules()
     from hyperpyyaml import load_hyperpyyaml
 
@@ -192,9 +196,10 @@ def pick_dtype(setting: str, device: torch.device) -> torch.dtype:
 
 def fingerprint(model_dir: Path) -> str:
     """Identifies the prompt front end (speaker and speech-token models) a stored voice was made
-    with: size and first MiB of each ONNX file, cheap even for the real 500 MB tokenizer."""
+    with: size and first MiB of each ONNX file, cheap even for the real 500 MB tokenizer. The
+    speech tokenizer is the folder's version's (v1 and v2 voices are not interchangeable)."""
     h = hashlib.sha256()
-    for name in ONNX_FILES:
+    for name in layout_of(model_dir).onnx_files:
         p = model_dir / name
         if not p.is_file():
             raise ModelLoadError(f"{model_dir}: missing {name}")
@@ -229,7 +234,7 @@ class CosyVoice2:
         return tok is not None and token in tok.get_vocab()
 
 
-def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelLoadError(f"missing {path}")
     try:
@@ -241,19 +246,20 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path) -> None:
+def load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path) -> None:
     try:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[:4]
-        raise ModelLoadError(f"{path}: weights do not fit {YAML_NAME}: {' '.join(first)}") from exc
+        yaml_name = layout_of(path.parent).yaml
+        raise ModelLoadError(f"{path}: weights do not fit {yaml_name}: {' '.join(first)}") from exc
 
 
 def load_hift_weights(hift: torch.nn.Module, model_dir: Path) -> None:
     """hift.pt into the vocoder built from the yaml, strictly (as upstream loads it)."""
     # a hift.pt saved from a HiFiGan training wrapper carries a "generator." prefix
-    sd = {k.removeprefix("generator."): v for k, v in _state_dict(model_dir / "hift.pt").items()}
-    _load_strict(hift, sd, model_dir / "hift.pt")
+    sd = {k.removeprefix("generator."): v for k, v in read_state_dict(model_dir / "hift.pt").items()}
+    load_strict(hift, sd, model_dir / "hift.pt")
 
 
 def _sine_gen2_forward(self: Any, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -329,8 +335,8 @@ def load_cosyvoice2(model_dir: Path, device: str = "auto", dtype: str = "auto") 
     dt = pick_dtype(dtype, dev)
     built = build_sections(model_dir, ENGINE_SECTIONS)
     llm, flow, hift = built["llm"], built["flow"], built["hift"]
-    _load_strict(llm, _state_dict(model_dir / "llm.pt"), model_dir / "llm.pt")
-    _load_strict(flow, _state_dict(model_dir / "flow.pt"), model_dir / "flow.pt")
+    load_strict(llm, read_state_dict(model_dir / "llm.pt"), model_dir / "llm.pt")
+    load_strict(flow, read_state_dict(model_dir / "flow.pt"), model_dir / "flow.pt")
     load_hift_weights(hift, model_dir)
     try:
         tokenizer = built["get_tokenizer"]()

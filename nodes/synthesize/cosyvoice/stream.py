@@ -205,8 +205,10 @@ class ChunkVocoder:
         prompt_feat: torch.Tensor,
         timings: Timings,
         vocode: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        speed: float = 1.0,
     ) -> None:
         self.model = model
+        self.speed = speed  # the flow's mel is stretched by 1/speed before the vocoder: pitch stays
         self.vocode = vocode or (
             lambda mel, source: model.hift.inference(speech_feat=mel, cache_source=source)
         )
@@ -244,6 +246,9 @@ class ChunkVocoder:
                     finalize=finalize,
                 )
             mel = feat[:, :, offset * self.ratio :].float()
+            if self.speed != 1.0 and mel.shape[2]:  # upstream's duration control: the mel, resampled
+                frames = max(1, round(mel.shape[2] / self.speed))
+                mel = torch.nn.functional.interpolate(mel, size=frames, mode="linear")
             _sync(dev)
             self.timings.flow_s += time.perf_counter() - t0
         t0 = time.perf_counter()

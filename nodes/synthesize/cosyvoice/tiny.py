@@ -107,8 +107,8 @@ def write_random_cosyvoice2(folder: Path, size: str = "tiny", seed: int = 0) -> 
             with torch.no_grad():  # would (eos ~1/6564 a step), so make eos the likeliest token
                 module.llm_decoder.bias[SPEECH_TOKENS] = EOS_BIAS  # whenever the protocol allows it
         torch.save(module.state_dict(), folder / f"{name}.pt")
-    _write_campplus(folder / "campplus.onnx", seed)
-    _write_speech_tokenizer(folder / "speech_tokenizer_v2.onnx", seed)
+    write_campplus(folder / "campplus.onnx", seed)
+    write_speech_tokenizer(folder / "speech_tokenizer_v2.onnx", seed)
     spk = {name: {"embedding": torch.randn(1, SPK_DIM, generator=gen)} for name in SPEAKERS}
     torch.save(spk, folder / "spk2info.pt")
     (folder / "README.md").write_text(
@@ -301,7 +301,7 @@ train_conf:
 """
 
 
-def _save_onnx(graph: Any, path: Path) -> None:
+def save_onnx(graph: Any, path: Path) -> None:
     import onnx
     from onnx import helper
 
@@ -311,7 +311,7 @@ def _save_onnx(graph: Any, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _write_campplus(path: Path, seed: int) -> None:
+def write_campplus(path: Path, seed: int) -> None:
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -327,10 +327,11 @@ def _write_campplus(path: Path, seed: int) -> None:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, SPK_DIM])],
         initializer=[numpy_helper.from_array(w, "w")],
     )
-    _save_onnx(graph, path)
+    save_onnx(graph, path)
 
 
-def _write_speech_tokenizer(path: Path, seed: int) -> None:
+def write_speech_tokenizer(path: Path, seed: int, vocab: int = SPEECH_TOKENS) -> None:
+    """whisper mel (1, 128, T) + length -> int32 tokens (1, ceil(T/4)) mod `vocab` (v1: 4096)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -343,7 +344,7 @@ def _write_speech_tokenizer(path: Path, seed: int) -> None:
         numpy_helper.from_array(np.array([4], np.int64), "steps"),
         numpy_helper.from_array(np.array([2], np.int64), "squeeze_axes"),
         numpy_helper.from_array(np.array(1000.0, np.float32), "scale"),
-        numpy_helper.from_array(np.array(SPEECH_TOKENS, np.int64), "vocab"),
+        numpy_helper.from_array(np.array(vocab, np.int64), "vocab"),
     ]
     nodes = [
         helper.make_node("Slice", ["feats", "starts", "ends", "axes", "steps"], ["every4"]),
@@ -366,4 +367,4 @@ def _write_speech_tokenizer(path: Path, seed: int) -> None:
         [helper.make_tensor_value_info("indices", TensorProto.INT32, [1, "N"])],
         initializer=init,
     )
-    _save_onnx(graph, path)
+    save_onnx(graph, path)
