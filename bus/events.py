@@ -44,6 +44,7 @@ class Kind(StrEnum):
     ACK = "ack"  # played / failed recorded
     CANCELLED = "cancelled"  # sentences dropped by a cancel
     IGNORED = "ignored"  # text or an ack that does not apply
+    MODE = "mode"  # a stream's (or every stream's) full / brief mode taken
     # synthesize (a contract with translate: see the dataclasses below)
     STARTED = "started"
     TEXT_WAIT = "text_wait"

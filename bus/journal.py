@@ -31,8 +31,11 @@ CREATE TABLE IF NOT EXISTS sentences (
 CREATE INDEX IF NOT EXISTS sentences_open ON sentences (state, deadline_ns);
 CREATE TABLE IF NOT EXISTS texts (id TEXT PRIMARY KEY, stream TEXT NOT NULL, at_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (stream TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (stream TEXT NOT NULL, idx INTEGER NOT NULL, text TEXT NOT NULL,
+    PRIMARY KEY (stream, idx));
+CREATE TABLE IF NOT EXISTS modes (stream TEXT PRIMARY KEY, mode TEXT NOT NULL);
 """
-_COLUMNS = "stream, seq, text, attempt, state, deadline_ns, failures"
+_COLUMNS = "stream, seq, text, attempt, state, deadline_ns, failures, summary"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Entry:
     state: str
     deadline_ns: int
     failures: int = 0  # attempts a stage failed (a re-send after a restart is not one)
+    summary: int = 0  # 1: a brief-mode summary of a turn (its text: the turn's sentences, a line each)
 
 
 class Journal:
@@ -57,6 +61,8 @@ class Journal:
         cols = {row[1] for row in self._db.execute("PRAGMA table_info(sentences)")}
         if "failures" not in cols:  # a journal written before failures were counted apart
             self._db.execute("ALTER TABLE sentences ADD COLUMN failures INTEGER NOT NULL DEFAULT 0")
+        if "summary" not in cols:  # before brief mode
+            self._db.execute("ALTER TABLE sentences ADD COLUMN summary INTEGER NOT NULL DEFAULT 0")
 
     def add(self, stream: str, text: str, deadline_ns: int) -> Entry:
         """Give the sentence the stream's next seq and store it, in one transaction."""
@@ -68,27 +74,22 @@ class Journal:
         sentences: list[tuple[str, int]],
         pending: str | None = None,
         text_id: str = "",
+        held: list[str] | None = None,
+        summary: bool = False,
     ) -> list[Entry]:
         """In one transaction: the (text, deadline_ns) sentences with the stream's next seqs, the
         text the stream still holds back (`pending`: what ingest would lose in a crash), and the
         producer's text id, so the same text is never taken twice. Raises sqlite3.Error (a full
-        disk: "database or disk is full") with nothing written."""
-        now = time.time_ns()
-        out: list[Entry] = []
+        disk: "database or disk is full") with nothing written. `held`: sentences kept back for
+        the stream's turn (brief mode: no seq yet); `summary`: the sentences are turn summaries."""
         with self._tx():
-            row = self._db.execute("SELECT next_seq FROM streams WHERE stream=?", (stream,)).fetchone()
-            seq = row[0] if row else 0
-            for text, deadline_ns in sentences:
-                self._db.execute(
-                    "INSERT INTO sentences (stream, seq, text, attempt, state, created_ns, deadline_ns)"
-                    " VALUES (?, ?, ?, 0, ?, ?, ?)",
-                    (stream, seq, text, SENT, now, deadline_ns),
-                )
-                out.append(Entry(stream, seq, text, 0, SENT, deadline_ns))
-                seq += 1
-            if sentences:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO streams (stream, next_seq) VALUES (?, ?)", (stream, seq)
+            out = self._add(stream, sentences, summary)
+            if held:
+                row = self._db.execute("SELECT COALESCE(MAX(idx), -1) FROM turns WHERE stream=?", (stream,))
+                start = int(row.fetchone()[0]) + 1
+                self._db.executemany(
+                    "INSERT INTO turns (stream, idx, text) VALUES (?, ?, ?)",
+                    [(stream, start + i, t) for i, t in enumerate(held)],
                 )
             if pending is not None:
                 self._db.execute(
@@ -96,9 +97,56 @@ class Journal:
                 )
             if text_id:
                 self._db.execute(
-                    "INSERT INTO texts (id, stream, at_ns) VALUES (?, ?, ?)", (text_id, stream, now)
+                    "INSERT INTO texts (id, stream, at_ns) VALUES (?, ?, ?)",
+                    (text_id, stream, time.time_ns()),
                 )
         return out
+
+    def _add(self, stream: str, sentences: list[tuple[str, int]], summary: bool = False) -> list[Entry]:
+        """Insert the sentences with the stream's next seqs (inside a transaction)."""
+        now = time.time_ns()
+        out: list[Entry] = []
+        row = self._db.execute("SELECT next_seq FROM streams WHERE stream=?", (stream,)).fetchone()
+        seq = row[0] if row else 0
+        for text, deadline_ns in sentences:
+            self._db.execute(
+                "INSERT INTO sentences (stream, seq, text, attempt, state, created_ns, deadline_ns, summary)"
+                " VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                (stream, seq, text, SENT, now, deadline_ns, int(summary)),
+            )
+            out.append(Entry(stream, seq, text, 0, SENT, deadline_ns, 0, int(summary)))
+            seq += 1
+        if sentences:
+            self._db.execute("INSERT OR REPLACE INTO streams (stream, next_seq) VALUES (?, ?)", (stream, seq))
+        return out
+
+    def turn(self, stream: str) -> list[str]:
+        """The sentences held back for the stream's turn (brief mode), in order."""
+        rows = self._db.execute("SELECT text FROM turns WHERE stream=? ORDER BY idx", (stream,))
+        return [r[0] for r in rows.fetchall()]
+
+    def end_turn(self, stream: str, sentences: list[tuple[str, int]], summary: bool) -> list[Entry]:
+        """The turn's held sentences become these sentences (all of them, or one summary), in one
+        transaction: a crash leaves either the held turn or its sentences, never both, never none."""
+        with self._tx():
+            self._db.execute("DELETE FROM turns WHERE stream=?", (stream,))
+            return self._add(stream, sentences, summary)
+
+    def drop_turn(self, stream: str | None) -> None:
+        if stream:
+            self._db.execute("DELETE FROM turns WHERE stream=?", (stream,))
+        else:
+            self._db.execute("DELETE FROM turns")
+
+    def set_mode(self, stream: str, mode: str) -> None:
+        with self._tx():
+            if not stream:
+                self._db.execute("DELETE FROM modes")
+            self._db.execute("INSERT OR REPLACE INTO modes (stream, mode) VALUES (?, ?)", (stream, mode))
+
+    def modes(self) -> dict[str, str]:
+        """Modes set at run time: stream ("" = every stream) -> "full" | "brief"."""
+        return dict(self._db.execute("SELECT stream, mode FROM modes").fetchall())
 
     def has_text(self, text_id: str) -> bool:
         """Whether a producer's text of this id was taken already."""

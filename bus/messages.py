@@ -163,7 +163,8 @@ class TextIn(Message):
 @dataclass(frozen=True, slots=True)
 class Sentence(Message):
     """One speakable English sentence, ingest → translate. Identity is (stream, seq); attempt
-    counts re-sends of the same sentence."""
+    counts re-sends of the same sentence. `summary` (brief mode): the text is a whole turn's
+    sentences, one a line, to be said as a short Japanese summary of them."""
 
     TYPE: ClassVar[str] = "sentence"
     LIMITS: ClassVar[dict[str, Limit]] = {**Message.LIMITS, "text": (0, MAX_SENTENCE_CHARS)}
@@ -171,6 +172,7 @@ class Sentence(Message):
     seq: int
     text: str
     attempt: int = 0
+    summary: bool = False
     stamps: Stamps = ()
 
 
@@ -361,6 +363,23 @@ class Volume(ControlMessage):
 
 
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
+MODES = ("full", "brief")  # what a turn's answer becomes: every sentence, or (when long) a summary
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Mode(ControlMessage):
+    """Say every sentence of an answer ("full"), or a short summary of a long one ("brief"), for
+    one stream or every stream (""); ingest acts on it from the next turn on."""
+
+    TYPE: ClassVar[str] = "mode"
+    mode: str
+    stream: str = ""
+    stamps: Stamps = ()
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise BadMessage(f"mode: {self.mode!r} is not one of {', '.join(MODES)}")
 
 
 @register

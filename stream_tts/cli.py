@@ -56,6 +56,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "stream_tts.commands.playback:cli_volume",
         "set playback volume: volume PERCENT (100 = as synthesized)",
     ),
+    "mode": (
+        "stream_tts.commands.playback:cli_mode",
+        "mode full|brief [--stream S]: every sentence, or a summary of a long answer",
+    ),
     "speed": (
         "stream_tts.commands.playback:cli_speed",
         "speak faster or slower: speed 1.5 [--stream S] (0.5..2, pitch unchanged)",

@@ -24,6 +24,7 @@ from bus.messages import (
     Failed,
     Flush,
     GivenUp,
+    Mode,
     Pause,
     Played,
     Resent,
@@ -57,6 +58,7 @@ SAMPLES = [
     Resume(),
     Volume(level=0.5),
     Speed(factor=1.5, stream="s1"),
+    Mode(mode="brief", stream="s1"),
     TapEvent(node="ingest", kind="finished", stream="s1", seq=7, detail={"ms": 1.5, "text": "x"}),
 ]
 
@@ -83,6 +85,7 @@ def test_sentence_frames_are_one_msgpack_header() -> None:
         "seq": 1,
         "text": "Hi.",
         "attempt": 0,
+        "summary": False,
         "stamps": [list(dataclasses.astuple(STAMP))],
     }
 

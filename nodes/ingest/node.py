@@ -30,12 +30,14 @@ from bus import topology
 from bus.events import Kind
 from bus.journal import CANCELLED, FAILED, PLAYED, SENT, Entry, Journal
 from bus.messages import (
+    MAX_SENTENCE_CHARS,
     Cancel,
     ControlMessage,
     Failed,
     Flush,
     GivenUp,
     Message,
+    Mode,
     Played,
     Resent,
     Sentence,
@@ -68,6 +70,7 @@ class IngestNode(Node):
             SentenceStream.from_section(self.section)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"[ingest] has a bad value: {exc}") from exc
+        self._modes = self.journal.modes()  # set at run time (`stream-tts mode`); else [ingest] mode
         self.streams: dict[str, Sentences] = {}
         for stream, held in self.journal.pending_texts().items():  # what the last ingest held back
             self.streams[stream] = self._stream_from(held)
@@ -97,11 +100,17 @@ class IngestNode(Node):
             for entry in self.journal.open_entries(msg.stream or None):  # cancelled: never retried
                 self.journal.finish(entry.stream, entry.seq, CANCELLED, msg.reason or "cancelled")
             self._write_pending([msg.stream] if msg.stream else None)
+            self.journal.drop_turn(msg.stream or None)  # a held turn is cancelled with the rest
+        elif isinstance(msg, Mode):
+            self.journal.set_mode(msg.stream, msg.mode)
+            self._modes = self.journal.modes()
+            self.event(Kind.MODE, None, mode_stream=msg.stream, mode=msg.mode)
         elif isinstance(msg, Flush):
             for stream in [msg.stream] if msg.stream else list(self.streams):
                 if stream in self.streams:
                     with contextlib.suppress(_NotTaken):  # said on the tap; the idle flush retries
                         yield from self._take(stream, lambda s: s.flush())
+                        yield from self._end_turn(stream)
         yield msg  # on to every stage
 
     def tick(self) -> Iterator[Message]:
@@ -200,8 +209,11 @@ class IngestNode(Node):
 
         try:
             yield from self._take(msg.stream, feed, text_id=msg.id)
-        except _NotTaken as exc:
-            self.event(Kind.REFUSED, None, **said, reason=str(exc))
+            if msg.final:
+                yield from self._end_turn(msg.stream)
+        except (_NotTaken, sqlite3.Error) as exc:
+            why = str(exc) if isinstance(exc, _NotTaken) else _journal_error(exc, self.config.data_dir)
+            self.event(Kind.REFUSED, None, **said, reason=why)
             return
         self.event(Kind.ACCEPTED, None, **said)
 
@@ -218,9 +230,14 @@ class IngestNode(Node):
         texts = step(sentences)
         if not texts and not text_id and sentences.pending == before:
             return
+        brief = self._mode_of(stream) == "brief"  # the turn's sentences wait for its end
         try:
             entries = self.journal.commit(
-                stream, [(t, self._deadline(t)) for t in texts], sentences.pending, text_id
+                stream,
+                [] if brief else [(t, self._deadline(t)) for t in texts],
+                sentences.pending,
+                text_id,
+                held=texts if brief else None,
             )
         except sqlite3.Error as exc:
             self.streams[stream] = self._stream_from(before)  # as if this text never came
@@ -231,6 +248,27 @@ class IngestNode(Node):
         for entry in entries:
             sentence = Sentence(stream=stream, seq=entry.seq, text=entry.text)
             self.finished(sentence, text=entry.text)
+            yield sentence
+
+    def _mode_of(self, stream: str) -> str:
+        return self._modes.get(stream) or self._modes.get("") or self.settings.mode
+
+    def _end_turn(self, stream: str) -> Iterator[Sentence]:
+        """The turn is over: its held sentences go out, all of them when the answer is short (or
+        the stream is in full mode now), else one summary sentence made of them; in one
+        transaction with the held turn's removal, so a turn gives its sentences or its summary
+        once, never both."""
+        held = self.journal.turn(stream)
+        if not held:
+            return
+        summary = (
+            self._mode_of(stream) == "brief" and sum(len(t) for t in held) > self.settings.brief_min_chars
+        )
+        texts = [summary_text(held)] if summary else held
+        entries = self.journal.end_turn(stream, [(t, self._deadline(t)) for t in texts], summary)
+        for entry in entries:
+            sentence = Sentence(stream=stream, seq=entry.seq, text=entry.text, summary=summary)
+            self.finished(sentence, text=entry.text, summary=summary, turn_sentences=len(held))
             yield sentence
 
     def _stream_from(self, held: str) -> Sentences:
@@ -259,7 +297,9 @@ class IngestNode(Node):
         if not quiet:
             self.event(Kind.RETRY, None, stream=entry.stream, seq=entry.seq, attempt=attempt, reason=why)
         yield Resent(stream=entry.stream, seq=entry.seq, attempt=attempt)  # older attempts are stale
-        yield Sentence(stream=entry.stream, seq=entry.seq, text=entry.text, attempt=attempt)
+        yield Sentence(
+            stream=entry.stream, seq=entry.seq, text=entry.text, attempt=attempt, summary=bool(entry.summary)
+        )
 
     def _give_up(self, entry: Entry, why: str) -> Iterator[Message]:
         """The sentence is gone: failed for good, and every stage (playback above all) told so."""
@@ -294,6 +334,19 @@ class IngestNode(Node):
         if sent is None or not self._recv_wall_ns:
             return None
         return round((self._recv_wall_ns - sent) / 1e9, 4)
+
+
+def summary_text(held: list[str]) -> str:
+    """A turn's sentences, one a line, as the summary's source: whole sentences, as many as fit a
+    message (a longer answer is summarised from its beginning)."""
+    out: list[str] = []
+    size = 0
+    for text in held:
+        if size + len(text) + 1 > MAX_SENTENCE_CHARS and out:
+            break
+        out.append(text[:MAX_SENTENCE_CHARS])
+        size += len(text) + 1
+    return "\n".join(out)
 
 
 class _NotTaken(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bus.config import unknown_keys
+from bus.messages import MODES
 from nodes.ingest.deadlines import DeadlinePolicy
 
 # What [ingest] may hold: the text-shaping keys (SpeakOptions, SentenceStream), the pipe/hook's
@@ -24,6 +25,8 @@ class IngestSettings:
     deadline_min_s: float = 5.0  # ... within [min_s, max_s]
     deadline_max_s: float = 600.0
     max_attempts: int = 3  # sends per sentence before it is reported failed
+    mode: str = "full"  # "brief": a turn's answer longer than brief_min_chars is said as a summary
+    brief_min_chars: int = 400  # brief mode: a shorter answer is said in full
 
     @classmethod
     def from_section(cls, section: dict[str, object]) -> IngestSettings:
@@ -34,6 +37,10 @@ class IngestSettings:
         if type(out.max_attempts) is not int or out.max_attempts < 1:
             raise ValueError(f"[ingest] max_attempts must be an integer >= 1, got {out.max_attempts!r}")
         out.policy().check()
+        if out.mode not in MODES:
+            raise ValueError(f"[ingest] mode must be one of {', '.join(MODES)}, got {out.mode!r}")
+        if type(out.brief_min_chars) is not int or out.brief_min_chars < 0:
+            raise ValueError(f"[ingest] brief_min_chars must be an integer >= 0, got {out.brief_min_chars!r}")
         return out
 
     def policy(self) -> DeadlinePolicy:

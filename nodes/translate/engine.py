@@ -17,10 +17,16 @@ class Translator(Protocol):
     backend: str  # "cuda", "metal", "cpu", ...
 
     def translate(
-        self, text: str, context: Sequence[tuple[str, str]] = (), *, strict: bool = False
+        self,
+        text: str,
+        context: Sequence[tuple[str, str]] = (),
+        *,
+        strict: bool = False,
+        brief: bool = False,
     ) -> Iterator[str]:
         """Pieces of the translation of `text`, given earlier (English, Japanese) pairs of the
-        same stream as `context`. `strict`: the retry after a non-Japanese answer."""
+        same stream as `context`. `strict`: the retry after a non-Japanese answer. `brief`: `text` is
+        a whole answer, one sentence a line: say its gist in one to three Japanese sentences."""
         ...
 
     def describe(self) -> dict[str, Any]:

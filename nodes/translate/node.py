@@ -11,7 +11,9 @@ accepted is dropped without an ack.
 Config, section [translate] (every key optional):
     model             GGUF path (a split model: its first shard); default: the manifest's `size`
                       model under models/weights/
-    size              manifest entry when `model` is not set: "7b" (default), "14b", "32b", "72b"
+    size              manifest entry when `model` is not set: "auto" (default: the best translator
+                      for this machine's memory, models/choose.py), Qwen2.5 "7b", "14b", "32b",
+                      "72b", Qwen3 "qwen3-8b", "qwen3-14b", "30b-a3b"
     n_ctx             context window in tokens (4096)
     n_threads         CPU threads (0: llama.cpp's default)
     n_gpu_layers      layers offloaded (-1 all; default: all when llama.cpp has a GPU backend, else 0)
@@ -46,6 +48,7 @@ from nodes.translate.llama.engine import LlamaTranslator
 from nodes.translate.placeholders import protect, restore
 from nodes.translate.settings import DEFAULTS, translate_settings
 
+BRIEF_FALLBACK_SENTENCES = 2  # a summary not ready in time: the turn's first sentences, this many
 SYNTH_START_WAIT_S = 0.03  # synthesize says `started` within this when it is free for the sentence
 YIELD_RELEASE = frozenset({Kind.FIRST_CHUNK, Kind.TEXT_WAIT, Kind.FINISHED, Kind.ERROR})
 MAX_STREAMS = 64  # streams whose recent pairs are kept (least recently used forgotten first)
@@ -63,19 +66,24 @@ class TranslateNode(Node):
 
     _synth_events: zmq.Socket | None = None
     _yield_max_s: float = DEFAULTS["yield_max_ms"] / 1000
+    _summary_wait_s: float = DEFAULTS["summary_wait_ms"] / 1000
 
     def setup(self) -> None:
         self._pairs: OrderedDict[str, dict[int, tuple[str, str]]] = OrderedDict()
         settings, knobs = translate_settings(self.config.section("translate"), self.config.base_dir)
         self.min_clause_chars = knobs["min_clause_chars"]
         self.context_pairs = knobs["context_pairs"]
+        self._summary_wait_s = knobs["summary_wait_ms"] / 1000
         engine = LlamaTranslator(settings)
         self.engine = engine
         want = knobs["yield_to_synthesize"]
         if want is True or (want == "auto" and engine.backend != "cpu"):
             self._synth_events = subscribe(self.config)
             self._yield_max_s = knobs["yield_max_ms"] / 1000
-        self.event(Kind.BACKEND, **engine.describe(), yield_to_synthesize=self._synth_events is not None)
+        chosen = {"size": knobs["size"], "size_reason": knobs["size_reason"]} if knobs["size"] else {}
+        self.event(
+            Kind.BACKEND, **engine.describe(), **chosen, yield_to_synthesize=self._synth_events is not None
+        )
 
     def handle(self, msg: Message) -> Iterator[Message]:
         if not isinstance(msg, Sentence):
@@ -87,6 +95,9 @@ class TranslateNode(Node):
             reason = f"translation model not loaded: {self.state_detail or 'setup did not finish'}"
             yield self._failed(msg, reason)
             self.finished(msg, clauses=0, failed=reason, total_ms=_ms(t0))
+            return
+        if msg.summary:
+            yield from self._summary(msg, t0)
             return
         protected = protect(msg.text)
         if not protected.needs_translation:  # only code, paths, numbers: say them as written
@@ -136,6 +147,7 @@ class TranslateNode(Node):
             "context_pairs": self._stats("context_pairs"),
             "retried": int(strict),
             "attempts": len(said),
+            "thought_chars": self._stats("thought_chars"),
             "missing_placeholders": len(stream.missing),
             "dropped_clauses": len(stream.dropped),
             "yielded_ms": yielded_ms,
@@ -147,6 +159,61 @@ class TranslateNode(Node):
             return
         self._remember(msg, protected.text, "".join(stream.masked))
         self.finished(msg, **detail)
+
+    def _summary(self, msg: Sentence, t0: float) -> Iterator[Message]:
+        """Brief mode: a whole turn (one sentence a line) said as its gist, by the same model. It
+        never holds speech hostage: with no clause of it within summary_wait_ms, the turn's first
+        sentences are said instead (`summary_fallback` on the tap)."""
+        assert self.engine is not None
+        lines = [ln for ln in msg.text.split("\n") if ln.strip()]
+        protected = protect(" \n".join(lines))
+        stream = ClauseStream(protected.originals, self.min_clause_chars)
+        n, first_ms, fell_back, why = 0, None, False, ""
+        wait_until = t0 + self._summary_wait_s
+        try:
+            pieces = self.engine.translate(protected.text, [], brief=True)
+            try:
+                for piece in self.iter_until_stopped(pieces):
+                    for c in stream.feed(piece):
+                        yield self._clause(msg, n, c)
+                        n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
+                    if stream.done:
+                        break
+                    if n == 0 and time.monotonic() > wait_until:
+                        fell_back, why = True, f"no summary within {self._summary_wait_s * 1000:.0f} ms"
+                        break
+            finally:
+                close = getattr(pieces, "close", None)
+                if callable(close):
+                    close()
+        except EngineError as exc:
+            if n:
+                raise
+            fell_back, why = True, f"the summary failed: {exc}"
+        if not fell_back:
+            for c in stream.finish():
+                yield self._clause(msg, n, c)
+                n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
+            if not stream.japanese_seen and n == 0:
+                fell_back, why = True, "the summary had no Japanese in it"
+        if fell_back:  # say the turn's first sentences, as a sentence would be said
+            first = protect(" ".join(lines[:BRIEF_FALLBACK_SENTENCES]))
+            stream = ClauseStream(first.originals, self.min_clause_chars)
+            for c in [*self._attempt(msg, first.text, stream, False, []), *stream.finish()]:
+                yield self._clause(msg, n, c)
+                n, first_ms = n + 1, first_ms if first_ms is not None else _ms(t0)
+        if n == 0:
+            yield self._failed(msg, f"nothing to say of the turn ({why or 'an empty summary'})")
+        self.finished(
+            msg,
+            summary=True,
+            summary_fallback=fell_back,
+            fallback_reason=why,
+            turn_sentences=len(lines),
+            clauses=n,
+            first_clause_ms=first_ms,
+            total_ms=_ms(t0),
+        )
 
     def tick(self) -> Iterator[Message]:
         """Between sentences: drop the tap's backlog, so a hold reads only fresh events."""

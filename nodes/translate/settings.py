@@ -13,7 +13,7 @@ from bus.errors import ModelLoadError
 from nodes.translate.llama.engine import LlamaSettings
 
 DEFAULTS: dict[str, Any] = {
-    "size": "7b",
+    "size": "auto",
     "n_ctx": 4096,
     "n_threads": 0,
     "n_gpu_layers": None,
@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "cpu_extra_buffers": "auto",
     "yield_to_synthesize": "auto",
     "yield_max_ms": 500,
+    "summary_wait_ms": 3000,  # brief mode: no summary clause by then -> the turn's first sentences
 }
 
 
@@ -31,7 +32,15 @@ def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[Llam
     node stays up and says which key is wrong."""
     cfg = {**DEFAULTS, **section}
     ints = {}
-    for key in ("n_ctx", "n_threads", "min_clause_chars", "context_pairs", "max_tokens", "yield_max_ms"):
+    for key in (
+        "n_ctx",
+        "n_threads",
+        "min_clause_chars",
+        "context_pairs",
+        "max_tokens",
+        "yield_max_ms",
+        "summary_wait_ms",
+    ):
         value = cfg[key]
         if type(value) is not int or value < 0 or (value == 0 and key in ("n_ctx", "max_tokens")):
             raise ModelLoadError(f"[translate] {key} must be a positive integer, got {value!r}")
@@ -43,11 +52,19 @@ def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[Llam
     if n_gpu is not None and type(n_gpu) is not int:
         raise ModelLoadError(f"[translate] n_gpu_layers must be an integer, got {n_gpu!r}")
     model = cfg.get("model")
+    size, why = None, ""
     if model is None:
-        from models.manifest import WEIGHTS_DIR, ManifestError, translator
+        from models.manifest import AUTO, WEIGHTS_DIR, ManifestError, load_manifest
 
         try:
-            path = translator(str(cfg["size"])).local_path(WEIGHTS_DIR)
+            manifest = load_manifest()
+            size = str(cfg["size"])
+            if size == AUTO:  # the best translator for this machine's memory (models/choose.py)
+                from models.choose import local_choice
+
+                choice = local_choice(manifest, weights_dir=WEIGHTS_DIR)
+                size, why = choice.size, choice.reason
+            path = manifest.translator(size).local_path(WEIGHTS_DIR)
         except ManifestError as exc:
             raise ModelLoadError(f"[translate] size: {exc}") from exc
     elif isinstance(model, str) and model:
@@ -63,4 +80,4 @@ def translate_settings(section: Mapping[str, Any], base_dir: Path) -> tuple[Llam
         max_tokens=ints["max_tokens"],
         cpu_extra_buffers=cfg["cpu_extra_buffers"],
     )
-    return settings, {**ints, "yield_to_synthesize": hold}
+    return settings, {**ints, "yield_to_synthesize": hold, "size": size, "size_reason": why}

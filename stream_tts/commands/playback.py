@@ -17,8 +17,10 @@ from bus.messages import (
     MAX_SPEED,
     MAX_VOLUME,
     MIN_SPEED,
+    MODES,
     Cancel,
     ControlMessage,
+    Mode,
     Pause,
     Resume,
     Speed,
@@ -32,6 +34,11 @@ def _send(prog: str, argv: list[str], make: type[ControlMessage] | None, describ
         parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
     if prog == "volume":
         parser.add_argument("level", help=f"percent, 0..{int(MAX_VOLUME * 100)} (100 = as synthesized)")
+    if prog == "mode":
+        parser.add_argument(
+            "mode", choices=MODES, help="full: every sentence; brief: a long answer as a summary"
+        )
+        parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
     if prog == "speed":
         parser.add_argument(
             "factor", help=f"{MIN_SPEED}..{MAX_SPEED} (1 = as the voice speaks; 1.5 = half as fast again)"
@@ -54,6 +61,8 @@ def _send(prog: str, argv: list[str], make: type[ControlMessage] | None, describ
             )
             return 2
         msg = Volume(level=level)
+    elif prog == "mode":
+        msg = Mode(mode=args.mode, stream=args.stream)
     elif prog == "speed":
         try:
             factor = float(args.factor.rstrip("x"))
@@ -90,6 +99,12 @@ def cli_resume(argv: list[str]) -> int:
 
 def cli_volume(argv: list[str]) -> int:
     return _send("volume", argv, None, "Set the playback volume in percent (100 = as synthesized).")
+
+
+def cli_mode(argv: list[str]) -> int:
+    return _send(
+        "mode", argv, None, "Say every sentence of an answer (full), or a summary of a long one (brief)."
+    )
 
 
 def cli_speed(argv: list[str]) -> int:
