@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "node": ("stream_tts.cli:cli_node", "run one node in the foreground: node NAME (supervisord runs these)"),
     "models": ("stream_tts.commands.models:cli_models", "models tiny DIR | list | fetch"),
+    "eval": (
+        "stream_tts.eval.translate:cli_eval",
+        "eval translate: translation quality of your weights (chrF, kept tokens, ms); --translator A --translator B",
+    ),
     "doctor": (
         "stream_tts.doctor.report:cli_doctor",
         "check set-up, models, GPU, ports, audio; says how to fix each",
@@ -72,7 +76,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nodes.synthesize.cosyvoice.voices:cli_voices",
         "list synthesis voices; voices add NAME WAV TEXT clones one",
     ),
-    "kana": ("nodes.synthesize.kana.reading:cli_kana", "print the kana the synthesizer receives for TEXT"),
+    "kana": ("stream_tts.commands.kana:cli_kana", "print the kana the synthesizer receives for TEXT"),
     "bench": ("bench.ttfa:cli_bench", "time to first audio per stage (p50/p95); --stages composes it"),
 }
 

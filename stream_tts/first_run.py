@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bus.config import ENV_DATA_DIR, Config, ConfigError, load_config
+from bus.config import ENV_DATA_DIR, Config, ConfigError, add_config_option, load_config
 
 STEPS = 4
 GREETING = "Hello! Stream TTS is ready."
@@ -51,7 +51,13 @@ def ensure_models(config: Config, yes: bool) -> int:
         if "model_dir" not in config.section("synthesize"):
             ensure_extra_files(voice, yes)
         return 0
-    size = str(config.section("translate").get("size", "7b"))
+    size = str(config.section("translate").get("size", "auto"))
+    if size == "auto":  # what the node would load: the best translator for this machine's memory
+        from models.choose import choose_translator, detect_memory
+
+        choice = choose_translator(load_manifest(), detect_memory())
+        size = choice.size
+        say(f"I run: translator {size}, picked for this machine: {choice.reason}")
     want_t = size if not gguf.is_file() and "model" not in config.section("translate") else None
     want_v = DEFAULT_VOICE if not voice.is_dir() and "model_dir" not in config.section("synthesize") else None
     if (not gguf.is_file() and want_t is None) or (not voice.is_dir() and want_v is None):
@@ -136,7 +142,7 @@ def greet(config: Config, timeout_s: float) -> int:
 
 def cli_run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="stream-tts run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser)
     parser.add_argument("--data-dir", help="logs, journal, WAVs and the supervisord socket")
     parser.add_argument("--yes", "-y", action="store_true", help="download the models without asking")
     parser.add_argument(

@@ -19,7 +19,16 @@ from pathlib import Path
 import zmq
 
 from bus import topology
-from bus.config import ENV_CONFIG, ENV_DATA_DIR, IN_CHECKOUT, REPO_ROOT, Config, ConfigError, load_config
+from bus.config import (
+    ENV_CONFIG,
+    ENV_DATA_DIR,
+    IN_CHECKOUT,
+    REPO_ROOT,
+    Config,
+    ConfigError,
+    add_config_option,
+    load_config,
+)
 from bus.private import FILE_MODE, make_private_dirs, secure_data_dir, tighten
 from bus.tap import events, subscribe
 
@@ -242,7 +251,7 @@ def _say(quiet: bool, line: str) -> None:
 
 def _common(prog: str, argv: list[str], extra: bool = False) -> tuple[argparse.Namespace, Config | None]:
     parser = argparse.ArgumentParser(prog=f"stream-tts {prog}")
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser)
     parser.add_argument("--data-dir", help="where logs, journal, WAVs and the supervisord socket live")
     if extra:
         parser.add_argument(

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from nodes.synthesize.kana.reading import KanaFrontend, cli_kana
+from nodes.synthesize.kana.reading import KanaFrontend
 from stream_tts.cli import COMMANDS
+from stream_tts.commands.kana import cli_kana
 
 CASES_PATH = Path(__file__).parent / "data" / "kana_cases.tsv"
 MAX_CER = 0.02
@@ -230,7 +231,7 @@ def test_words_file_overrides_and_bad_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_cli_prints_what_the_synthesizer_receives(monkeypatch, capsys) -> None:
-    assert COMMANDS["kana"][0] == "nodes.synthesize.kana.reading:cli_kana"
+    assert COMMANDS["kana"][0] == "stream_tts.commands.kana:cli_kana"
     assert cli_kana(["GitHubへpushしました。"]) == 0
     assert capsys.readouterr().out == "ギットハブエプッシュシマシタ。\n"
     monkeypatch.setattr("sys.stdin", io.StringIO("README.mdを読む\n50%です\n"))

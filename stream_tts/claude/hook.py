@@ -39,6 +39,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from bus.config import add_config_option
+
 HOOK_EVENTS = ("Stop", "SubagentStop", "Notification")
 DEDUPED_EVENTS = ("Stop", "SubagentStop")  # Stop re-fires for one turn; a Notification repeats on purpose
 MAX_STDIN_BYTES = 16 * 1024 * 1024  # a hook payload carries one message; more is not a payload
@@ -460,7 +462,7 @@ def cli_install(argv: list[str]) -> int:
     where.add_argument("--project", action="store_true", help="./.claude/settings.json instead of ~/.claude/")
     where.add_argument("--settings", help="this settings file")
     parser.add_argument("--subagents", action="store_true", help="also speak sub-agents' final messages")
-    parser.add_argument("--config", help="TOML config the hook will use (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser, "TOML config the hook will use")
     args = parser.parse_args(argv)
     if args.settings:
         path = Path(args.settings).expanduser()

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, TextIO
 
+from bus.config import add_config_option
 from stream_tts.claude.stream_json import BAD_KINDS, DEFAULT_STREAM, Say, StreamJsonReader, read_lines, says
 
 RECONNECT_EVERY_S = 5.0  # after ingest went away, how often the pipe tries it again
@@ -172,7 +173,7 @@ def cli_pipe(argv: list[str]) -> int:
         description="Speak Claude Code's prose: claude -p --output-format stream-json --verbose "
         "[--include-partial-messages] TASK | stream-tts pipe",
     )
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser)
     parser.add_argument("--tee", action="store_true", help="copy the input to stdout, unchanged")
     parser.add_argument("--subagents", action="store_true", help="speak sub-agents' text too")
     parser.add_argument("--stream", default=DEFAULT_STREAM, help="stream name for lines with no session_id")
@@ -230,7 +231,7 @@ def cli_flush(argv: list[str]) -> int:
         "starts what it buffers. Pipe and hook send this by themselves at the end of each turn.",
     )
     parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser)
     args = parser.parse_args(argv)
     from bus.client import IngestUnavailable, Publisher
     from bus.config import ConfigError, load_config
@@ -291,9 +292,7 @@ def cli_segment(argv: list[str]) -> int:
     parser.add_argument(
         "--streams", action="store_true", help="prefix each sentence with its stream and a tab"
     )
-    parser.add_argument(
-        "--config", help="TOML config whose [ingest] options apply (default: $STREAM_TTS_CONFIG)"
-    )
+    add_config_option(parser, "TOML config whose [ingest] options apply")
     args = parser.parse_args(argv)
     from bus.config import ConfigError, load_config
 

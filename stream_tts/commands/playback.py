@@ -12,7 +12,7 @@ import json
 import sys
 
 from bus.client import IngestUnavailable, Publisher
-from bus.config import ConfigError, load_config
+from bus.config import ConfigError, add_config_option, load_config
 from bus.messages import (
     MAX_SPEED,
     MAX_VOLUME,
@@ -44,7 +44,7 @@ def _send(prog: str, argv: list[str], make: type[ControlMessage] | None, describ
             "factor", help=f"{MIN_SPEED}..{MAX_SPEED} (1 = as the voice speaks; 1.5 = half as fast again)"
         )
         parser.add_argument("--stream", default="", help="only this stream (default: every stream)")
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser)
     args = parser.parse_args(argv)
     msg: ControlMessage
     if prog == "stop":
@@ -114,7 +114,7 @@ def cli_speed(argv: list[str]) -> int:
 def cli_devices(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="stream-tts devices", description="List audio output devices.")
     parser.add_argument("--json", action="store_true", help="one JSON object per device")
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser)
     args = parser.parse_args(argv)
     from nodes.playback.device.output import AudioDeviceError, SoundDeviceOutput, list_devices
     from nodes.playback.settings import PlaybackConfigError, PlaybackSettings

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from bus.config import ENV_DATA_DIR, Config, ConfigError, load_config
+from bus.config import ENV_DATA_DIR, Config, ConfigError, add_config_option, load_config
 from stream_tts.doctor import bus_checks as db
 from stream_tts.doctor import checks as dc
 from stream_tts.doctor.checks import ERROR, OK, WARN, Check
@@ -121,7 +121,7 @@ def tiny_config_path(config: Config) -> Path:
 
 def cli_doctor(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="stream-tts doctor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="TOML config (default: $STREAM_TTS_CONFIG)")
+    add_config_option(parser)
     parser.add_argument("--data-dir", help="the pipeline's data directory")
     parser.add_argument("--tiny", action="store_true", help="check the set-up `stream-tts up --tiny` runs")
     parser.add_argument("--quiet", action="store_true", help="do not play the test tone")

@@ -21,9 +21,7 @@ back to the spans' readings → pauses tidied.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -179,20 +177,3 @@ class KanaFrontend:
             elif not surface.isspace():
                 out.append(_pron(node))
         return "".join(out) if used == len(readings) else None
-
-
-def cli_kana(argv: list[str]) -> int:
-    """`stream-tts kana TEXT` (or `-`: stdin, line by line): print what the synthesizer receives."""
-    parser = argparse.ArgumentParser(prog="stream-tts kana", description=cli_kana.__doc__)
-    parser.add_argument("text", nargs="+", help="Japanese text, or - to read lines from stdin")
-    parser.add_argument("--words", type=Path, default=None, help=f"word list (default {WORDS_PATH})")
-    args = parser.parse_args(argv)
-    try:
-        frontend = KanaFrontend(args.words)
-    except (OSError, ValueError) as exc:
-        print(f"stream-tts kana: {exc}", file=sys.stderr)
-        return 2
-    lines = sys.stdin.read().splitlines() if args.text == ["-"] else [" ".join(args.text)]
-    for line in lines:
-        print(frontend.to_kana(line))
-    return 0
