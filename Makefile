@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml Makefile stream_tts/setup_plan.py
 	else echo "==> llama-cpp-python (built from source the first time: ~4 min on 2 cores)"; \
 	  $(PIP) install "$$($(PLAN) llama_spec)"; fi
 	@echo "==> project and engines"
-	@$(PIP) install -q -e ".[translate,synthesize,playback,dev]"
+	@$(PIP) install -q -e ".[translate,synthesize,playback,eval,dev]"
 	@$(PIP) install -q --no-deps $(NODEPS_PACKAGES)
 	@$(VPY) -c "import zmq, msgpack, llama_cpp, torch, cosyvoice.flow.flow, pyopenjtalk; print('==> setup ok: pyzmq', zmq.__version__, '| llama-cpp-python', llama_cpp.__version__, '| torch', torch.__version__)"
 	@touch $(STAMP)

@@ -107,7 +107,7 @@ def jobs_for(
     jobs: list[Job] = []
     if translator and not extra_only:
         t = manifest.translator(translator)
-        jobs += [Job(f"translator {t.size}", t.repo, "main", f, weights_dir / f.name) for f in t.files]
+        jobs += [Job(f"translator {t.size}", t.repo, t.revision, f, weights_dir / f.name) for f in t.files]
     if voice:
         v = manifest.voice(voice)
         folder = v.local_dir(weights_dir)
@@ -161,14 +161,18 @@ def sha256_file(path: Path, progress: bool = False) -> str:
     return h.hexdigest()
 
 
+SIZE_ONLY = "ok (size-checked only)"  # a file with no public sha256: its size matches, no more
+
+
 def file_state(job: Job, cache: VerifyCache, progress: bool = False) -> str:
-    """'ok', 'ok (size only)' (no sha256 in the manifest), 'missing', 'wrong size', 'bad sha256'."""
+    """'ok' (sha256 verified), SIZE_ONLY (the manifest has no sha256 for it: never 'verified'),
+    'missing', 'wrong size', 'bad sha256'."""
     if not job.dest.is_file():
         return "missing"
     if job.file.size is not None and job.dest.stat().st_size != job.file.size:
         return "wrong size"
     if job.file.sha256 is None:
-        return "ok (size only)"
+        return SIZE_ONLY
     digest = cache.get(job.dest)
     if digest is None:
         digest = sha256_file(job.dest, progress)
@@ -178,6 +182,19 @@ def file_state(job: Job, cache: VerifyCache, progress: bool = False) -> str:
 
 def is_ok(state: str) -> bool:
     return state.startswith("ok")
+
+
+def checked(jobs: list[Job], what: str) -> str:
+    """ "N files <what> and verified", or, where some have no public sha256, how many were
+    verified and how many only size-checked (and why): never "verified" for those."""
+    size_only = [j for j in jobs if j.file.sha256 is None]
+    if not size_only:
+        return f"{len(jobs)} files {what} and verified (sha256)"
+    why = "; ".join(sorted({f"{j.file.name}: {j.file.no_sha256 or 'no sha256'}" for j in size_only}))
+    return (
+        f"{len(jobs)} files {what}: {len(jobs) - len(size_only)} verified (sha256), "
+        f"{len(size_only)} size-checked only, not verified ({why})"
+    )
 
 
 # ---- space and the hub -----------------------------------------------------------------------
@@ -364,7 +381,10 @@ def download(job: Job, weights_dir: Path, hub: str, cache: VerifyCache, say: Cal
             f"{job.file.name}: downloaded {size} bytes, the manifest says {job.file.size}; deleted, "
             "not put in place. The hub's file differs from models/manifest.toml."
         )
-    if job.file.sha256 is not None:
+    if job.file.sha256 is None:
+        why = job.file.no_sha256 or "no sha256"
+        say(f"W models: {job.file.name}: size-checked only, not verified ({why})")
+    else:
         digest = sha256_file(got, progress=True)
         if digest != job.file.sha256:
             got.unlink()
@@ -415,7 +435,7 @@ def fetch(
     cache = VerifyCache(weights_dir)
     pending = [j for j in jobs if not is_ok(file_state(j, cache, progress=True))]
     if not pending:
-        out(f"I models: all {len(jobs)} files present and verified in {weights_dir}")
+        out(f"I models: {checked(jobs, 'present')} in {weights_dir}")
         return []
     hub = endpoint()
     try:
@@ -430,7 +450,7 @@ def fetch(
         out(f"I models: [{i}/{len(pending)}] {job.label}: {job.file.name} ({size}) from {src}")
         download(job, weights_dir, hub, cache, out)
     shutil.rmtree(weights_dir / PARTIAL_DIR, ignore_errors=True)
-    out(f"I models: {len(pending)} files downloaded and verified into {weights_dir}")
+    out(f"I models: {checked(pending, 'downloaded')} into {weights_dir}")
     return pending
 
 

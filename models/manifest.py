@@ -11,7 +11,8 @@ from typing import Any
 
 MANIFEST_PATH = Path(__file__).resolve().with_name("manifest.toml")
 WEIGHTS_DIR = Path(__file__).resolve().with_name("weights")  # git-ignored; fetched files go here
-DEFAULT_TRANSLATOR = "7b"  # latency first; 72b is the quality choice
+DEFAULT_TRANSLATOR = "7b"  # the fallback: the smallest and fastest (models/choose.py picks per machine)
+AUTO = "auto"  # `--translator auto` / `[translate] size = "auto"`: chosen by memory (models/choose.py)
 DEFAULT_VOICE = "CosyVoice2-0.5B"  # fetched into WEIGHTS_DIR / DEFAULT_VOICE (synthesize's model_dir)
 HF_URL = "https://huggingface.co/{repo}/resolve/main/{name}"
 
@@ -22,23 +23,33 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One file of a model. `size` (bytes) and `sha256` are None where no trusted value is known.
-    `url` is set for a file from outside the model's hub repo (fetched over plain HTTPS)."""
+    """One file of a model. `size` (bytes) and `sha256` are None where no trusted value is known;
+    a file without a sha256 says why in `no_sha256` (the manifest must), and is then only ever
+    size-checked, never reported as verified. `url` is set for a file from outside the model's
+    hub repo (fetched over plain HTTPS)."""
 
     name: str
     size: int | None = None
     sha256: str | None = None
     url: str | None = None
+    no_sha256: str | None = None  # why there is no public sha256 to check it against
+
+    @property
+    def verifiable(self) -> bool:
+        return self.sha256 is not None
 
 
 @dataclass(frozen=True)
 class TranslatorModel:
-    """A Qwen2.5-Instruct GGUF, possibly split in shards (llama.cpp loads it from the first)."""
+    """A Qwen2.5-Instruct or Qwen3 GGUF, possibly split in shards (llama.cpp loads it from the
+    first). `revision`: the hub commit its numbers belong to ("main" for the Qwen team's own
+    repos, whose files do not change; a pinned commit for a third-party quantization)."""
 
-    size: str  # "7b", "14b", ...
+    size: str  # "7b", "14b", "qwen3-8b", "30b-a3b", ...
     repo: str
     quant: str
     files: tuple[ModelFile, ...]
+    revision: str = "main"
 
     @property
     def first_shard(self) -> str:
@@ -59,7 +70,7 @@ class TranslatorModel:
         return None if any(s is None for s in sizes) else sum(s for s in sizes if s is not None)
 
     def url(self, file: ModelFile) -> str:
-        return HF_URL.format(repo=self.repo, name=file.name)
+        return HF_URL.format(repo=self.repo, name=file.name).replace("/main/", f"/{self.revision}/")
 
     def local_path(self, weights_dir: Path = WEIGHTS_DIR) -> Path:
         """Where the first shard lives once fetched (what the translate node loads)."""
@@ -125,7 +136,7 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
 
 
 def translator(size: str = DEFAULT_TRANSLATOR) -> TranslatorModel:
-    """The manifest's entry for one Qwen2.5 size ("7b", "14b", "32b", "72b")."""
+    """The manifest's entry for one translator size ("7b", ..., "72b", "qwen3-8b", "30b-a3b", ...)."""
     return load_manifest().translator(size)
 
 
@@ -155,7 +166,10 @@ def _translator(size: str, entry: Any) -> TranslatorModel:
     for key in ("repo", "quant"):
         if not isinstance(entry.get(key), str):
             raise ManifestError(f'{where} needs {key} = "..."')
-    return TranslatorModel(size=size, repo=entry["repo"], quant=entry["quant"], files=out)
+    revision = entry.get("revision", "main")
+    if not isinstance(revision, str) or not revision:
+        raise ManifestError(f'{where}: revision must be a commit or branch name, like "main"')
+    return TranslatorModel(size=size, repo=entry["repo"], quant=entry["quant"], files=out, revision=revision)
 
 
 def _files(where: str, table: str, entry: dict[str, Any], key: str = "files") -> tuple[ModelFile, ...]:
@@ -166,12 +180,19 @@ def _files(where: str, table: str, entry: dict[str, Any], key: str = "files") ->
     for f in files:
         if not isinstance(f, dict) or not isinstance(f.get("name"), str):
             raise ManifestError(f"{where}: every file needs a name")
-        fsize, sha, url = f.get("size"), f.get("sha256"), f.get("url")
+        fsize, sha, url, why = f.get("size"), f.get("sha256"), f.get("url"), f.get("no_sha256")
         if fsize is not None and (type(fsize) is not int or fsize <= 0):
             raise ManifestError(f"{where} {f['name']}: size must be a positive integer (bytes)")
         if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
             raise ManifestError(f"{where} {f['name']}: sha256 must be 64 hex characters")
         if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
             raise ManifestError(f"{where} {f['name']}: url must be an http(s) URL")
-        out.append(ModelFile(name=f["name"], size=fsize, sha256=sha, url=url))
+        if sha is None and key != "extra" and (not isinstance(why, str) or not why.strip()):
+            raise ManifestError(
+                f'{where} {f["name"]}: needs sha256, or no_sha256 = "why none is published" '
+                "(then it is only ever size-checked)"
+            )
+        if sha is not None and why is not None:
+            raise ManifestError(f"{where} {f['name']}: has a sha256, so no_sha256 makes no sense")
+        out.append(ModelFile(name=f["name"], size=fsize, sha256=sha, url=url, no_sha256=why))
     return tuple(out)

@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("stream_tts.commands.models:cli_models", "models tiny DIR | list | fetch"),
     "eval": (
         "stream_tts.eval.translate:cli_eval",
-        "eval translate: translation quality of your weights (chrF, kept tokens, ms); --translator A --translator B",
+        "eval translate: how well your translator(s) translate (chrF, kept tokens, ms), side by side",
     ),
     "doctor": (
         "stream_tts.doctor.report:cli_doctor",

@@ -4,7 +4,8 @@ engines runs everywhere (tests, CI, `stream-tts up --tiny`) without any download
 What they are made of: a qwen2-architecture GGUF (nodes/translate/llama/tiny.py: real tokenizer metadata
 and Qwen2.5's chat template, a few hundred KB) and a CosyVoice2 folder in the released layout
 (nodes/synthesize/cosyvoice/tiny.py: the real module classes at shrunk sizes, ~60 MB). The speech they
-make is noise; the path it takes is the real one.
+make is noise; the path it takes is the real one. `stream-tts models tiny DIR` also writes a tiny
+CosyVoice v1 folder (nodes/synthesize/cosyvoice/v1/tiny.py, ~12 MB: the CosyVoice-300M-SFT layout).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bus.config import Config
 
 GGUF_NAME = "tiny-qwen2.gguf"
 COSYVOICE_NAME = "tiny-cosyvoice2"
+COSYVOICE1_NAME = "tiny-cosyvoice1"  # CosyVoice v1 (the CosyVoice-300M-SFT layout): `models tiny` only
 STAMP = ".complete"
 
 
@@ -39,6 +41,20 @@ def build_tiny_models(folder: Path, seed: int = 0, progress: bool = False) -> tu
     write_tiny_cosyvoice2(cosy, seed=seed)
     stamp.write_text(str(seed))
     return gguf, cosy
+
+
+def build_tiny_cosyvoice1(folder: Path, seed: int = 0) -> Path:
+    """A tiny CosyVoice v1 folder (nodes/synthesize/cosyvoice/v1/tiny.py) in `folder`, with the real
+    model's speaker names (日语男, 中文女, ...); skipped when a complete build is already there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out, stamp = folder / COSYVOICE1_NAME, folder / f"{STAMP}-{COSYVOICE1_NAME}"
+    if stamp.exists() and stamp.read_text() == str(seed) and out.is_dir():
+        return out
+    from nodes.synthesize.cosyvoice.v1.tiny import write_tiny_cosyvoice1
+
+    write_tiny_cosyvoice1(out, seed=seed)
+    stamp.write_text(str(seed))
+    return out
 
 
 def tiny_config(config: Config, folder: Path, progress: bool = False) -> Path:

@@ -125,6 +125,15 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(scope="session")
+def tiny_v1(tiny_models: tuple[Path, Path]) -> Path:
+    """A tiny CosyVoice v1 folder (CosyVoice-300M-SFT layout, speakers 中文女 中文男 日语男), written
+    beside the other tiny models as `stream-tts models tiny` does, once per test session."""
+    from stream_tts.tiny import build_tiny_cosyvoice1
+
+    return build_tiny_cosyvoice1(tiny_models[0].parent)
+
+
 def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,10 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from bus.errors import ModelLoadError
 from nodes.synthesize.cosyvoice.device import VERDICT_FILE, candidates, choose, lm_step_ms, move, verdict_key
 from nodes.synthesize.cosyvoice.engine import (
-    V1_YAML,
     CosyVoiceEngine,
     EngineOptions,
     SpeechChunk,
@@ -27,7 +25,6 @@ from nodes.synthesize.cosyvoice.engine import (
     split_text,
     text_script,
 )
-from nodes.synthesize.cosyvoice.load import WEIGHT_FILES
 from nodes.synthesize.errors import NothingToSay, SynthesisCancelled, SynthesisTimeout, UnknownVoice
 
 pytestmark = pytest.mark.timeout(120)
@@ -278,18 +275,6 @@ def test_auto_with_an_mps_that_cannot_run_the_model_keeps_the_cpu_and_says_why(
         "ms_per_step": {},
         "errors": {},
     }
-
-
-def test_a_cosyvoice_v1_folder_is_refused_with_the_reason(tmp_path: Path) -> None:
-    v1 = tmp_path / "CosyVoice-300M-SFT"
-    v1.mkdir()
-    for name in (V1_YAML, *WEIGHT_FILES, "campplus.onnx", "speech_tokenizer_v1.onnx"):
-        (v1 / name).write_bytes(b"")  # the files a CosyVoice-300M-SFT download has
-    with pytest.raises(ModelLoadError) as err:
-        CosyVoiceEngine(v1)
-    msg = str(err.value)
-    assert str(v1) in msg and "CosyVoice v1 folder" in msg and "CosyVoice2-0.5B" in msg
-    assert "22.05 kHz" in msg
 
 
 def test_speed_scales_the_audio_by_the_flows_durations_not_by_resampling(engine: CosyVoiceEngine) -> None:

@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from models.manifest import WEIGHTS_DIR, translator
+from models.choose import choose_translator, detect_memory
+from models.manifest import WEIGHTS_DIR, load_manifest
 from tests.conftest import REPO, BusEnv
+
+
+def translator():  # what `run` fetches on this machine: the translator picked for its memory
+    manifest = load_manifest()
+    return manifest.translator(choose_translator(manifest, detect_memory()).size)
+
 
 # The doctor must never load torch or llama.cpp itself: it probes them in subprocesses.
 DOCTOR_IN_PROCESS = (

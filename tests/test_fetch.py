@@ -441,3 +441,58 @@ def test_a_large_download_asks_first_and_no_terminal_means_no(
     got = fetch_mod.fetch(manifest, "tiny", None, dest, say=lambda _l: None, ask=lambda _q: "y")
     assert len(got) == 2
     assert (dest / "tiny-00002-of-00002.gguf").read_bytes() == SHARDS["tiny-00002-of-00002.gguf"]
+
+
+def test_a_file_with_no_public_sha256_is_size_checked_and_never_called_verified(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    import tomllib
+
+    manifest, dest = write_manifest(tmp_path / "m.toml"), tmp_path / "weights"
+    raw = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    shard = raw["translator"]["tiny"]["files"][1]
+    del shard["sha256"]
+    manifest.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    with pytest.raises(Exception, match="no_sha256"):  # leaving it out silently is not allowed
+        load_manifest(manifest)
+    shard["no_sha256"] = "the publisher lists no sha256 for this file"
+    manifest.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    r = run_cli(fetch_args(manifest, dest, "--voice", "none"), hub.url, tmp_path)
+    assert r.returncode == 0, r.stderr
+    name = "tiny-00002-of-00002.gguf"
+    assert f"{name}: size-checked only, not verified (the publisher lists no sha256" in r.stderr
+    assert "2 files downloaded: 1 verified (sha256), 1 size-checked only, not verified" in r.stderr
+    assert "downloaded and verified" not in r.stderr
+    again = run_cli(fetch_args(manifest, dest, "--voice", "none"), hub.url, tmp_path)
+    assert "2 files present: 1 verified (sha256), 1 size-checked only" in again.stderr
+    listed = run_cli(["list", "--json", "--manifest", str(manifest), "--dest", str(dest)], hub.url, tmp_path)
+    row = json.loads(listed.stdout.splitlines()[0])
+    assert listed.returncode == 0
+    assert row["status"] == "ok: 1 verified (sha256), 1 size-checked only (no public sha256), not verified"
+    (dest / name).write_bytes(b"x" * len(SHARDS[name]))  # same size, other bytes: nothing can tell
+    row = json.loads(
+        run_cli(
+            ["list", "--json", "--manifest", str(manifest), "--dest", str(dest)], hub.url, tmp_path
+        ).stdout.splitlines()[0]
+    )
+    assert "size-checked only" in row["status"] and "sha256 verified" not in row["status"]
+
+
+def test_the_qwen3_translators_are_pinned_with_sizes_and_sha256() -> None:
+    m = load_manifest()
+    for size, name in (
+        ("qwen3-8b", "Qwen3-8B-Q4_K_M.gguf"),
+        ("qwen3-14b", "Qwen3-14B-Q4_K_M.gguf"),
+        ("30b-a3b", "Qwen_Qwen3-30B-A3B-Instruct-2507-Q4_K_M.gguf"),
+    ):
+        t = m.translator(size)
+        assert t.first_shard == name and t.quant == "Q4_K_M"
+        assert all(f.size and f.sha256 and f.verifiable for f in t.files)
+    moe = m.translator("30b-a3b")
+    assert moe.revision == "6c6e8692f43e4ca663f7ece8229a1361090d3a4c"  # a third party's repo: pinned
+    job = fetch_mod.jobs_for(m, "30b-a3b", None, Path("/w"))[0]
+    assert job.url("https://huggingface.co") == (
+        f"https://huggingface.co/{moe.repo}/resolve/{moe.revision}/{moe.first_shard}"
+    )
+    assert moe.url(moe.files[0]) == job.url("https://huggingface.co")
+    assert {"7b", "14b", "32b", "72b"} <= set(m.translators)  # the Qwen2.5 ones stay

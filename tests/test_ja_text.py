@@ -13,7 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodes.translate.ja_text import ClauseSplitter, ClauseStream, OutClause, clean_clause, is_japanese
+from nodes.translate.ja_text import (
+    ClauseSplitter,
+    ClauseStream,
+    OutClause,
+    ThinkFilter,
+    clean_clause,
+    is_japanese,
+)
 from nodes.translate.placeholders import placeholder, protect, restore
 
 RECORDED = json.loads((Path(__file__).parent / "data/translate/recorded_outputs.json").read_text("utf-8"))
@@ -217,3 +224,44 @@ def test_restored_placeholders_do_not_make_a_clause_too_long() -> None:
     out = cs.feed(raw) + cs.finish()
     assert max(len(c.text) for c in out) <= MAX_CLAUSE
     assert "".join(c.text for c in out) == "、".join(p.originals) + "を開きます。"
+
+
+# ---- thinking: a reasoning model's <think>...</think> is never spoken --------------------------
+THOUGHT = "<think>\nユーザーはテストについて話している。丁寧に訳そう。\n</think>\n\n"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 64])
+def test_a_think_block_is_never_spoken_however_the_stream_is_cut(chunk: int) -> None:
+    raw = THOUGHT + "テストが通りました。次にコミットします。"
+    out, cs = run_stream("The tests pass. Next I will commit.", raw, chunk)
+    spoken = "".join(c.text for c in out)
+    assert spoken == "テストが通りました。次にコミットします。"
+    assert "think" not in spoken and "ユーザー" not in spoken
+    assert cs.thought == len("\nユーザーはテストについて話している。丁寧に訳そう。\n")
+    assert [c.last for c in out] == [False, True]
+
+
+def test_only_thinking_is_an_answer_with_no_japanese() -> None:
+    out, cs = run_stream("The tests pass.", "<think>テストは通った。</think>", 4)
+    assert out == [] and not cs.japanese_seen  # the node retries, then fails it: never spoken
+
+
+@given(
+    st.lists(
+        st.sampled_from(["<think>", "</think>", "考え", "訳。", "<", "</", "a<b", "\n", "x"]), max_size=12
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_think_filter_matches_the_whole_text_filtered_at_once(parts: list[str]) -> None:
+    whole = ThinkFilter()
+    expected = whole.feed("".join(parts)) + whole.flush()
+    streamed = ThinkFilter()
+    got = "".join(streamed.feed(p) for p in parts) + streamed.flush()
+    assert got == expected
+    assert "<think>" not in got and "</think>" not in got
+
+
+def test_think_filter_that_starts_inside_drops_until_the_close() -> None:
+    f = ThinkFilter(inside=True)  # the template opened the block in the prompt itself
+    assert f.feed("まず考える。</th") == "" and f.feed("ink>\n\n訳です。") == "\n\n訳です。"
+    assert f.feed("a < b") == "a < b" and f.feed("c <") == "c " and f.flush() == "<"  # no tag after all

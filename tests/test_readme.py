@@ -23,7 +23,7 @@ DOC_PATHS = [README_PATH, *sorted((REPO / "docs").glob("*.md"))]  # the README f
 DOCS = {path: path.read_text(encoding="utf-8") for path in DOC_PATHS}
 CONFIG_DOC = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")  # every key table
 README_MAX_LINES = 250
-TWO_WORD = {"models", "hook", "voices"}  # subcommands with their own sub-subcommands
+TWO_WORD = {"models", "hook", "voices", "eval"}  # subcommands with their own sub-subcommands
 MENTION = re.compile(r"(?:\.venv/bin/)?stream-tts ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)((?: [^`|#\n]*)?)")
 
 
@@ -220,7 +220,7 @@ def test_readme_commands_that_can_run_here_do(tmp_path: Path) -> None:
                 continue
             line = line.removeprefix(".venv/bin/")  # the sandbox's PATH has .venv/bin
             words = shlex.split(line)
-            if words[1] in ("up", "down", "pipe", "run") or words[1:3] == ["models", "fetch"]:
+            if words[1] in ("up", "down", "pipe", "run", "eval") or words[1:3] == ["models", "fetch"]:
                 continue  # started above / needs stdin from claude / needs the network
             if words[1] == "tap":
                 line += " --seconds 1"

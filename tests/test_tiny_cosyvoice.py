@@ -110,7 +110,7 @@ def test_weights_that_do_not_fit_are_refused(tmp_path: Path, tiny_models: tuple[
 
 
 def test_the_models_tiny_command_writes_both_models_byte_for_byte_the_same_each_time(
-    tmp_path: Path, tiny_models: tuple[Path, Path]
+    tmp_path: Path, tiny_models: tuple[Path, Path], tiny_v1: Path
 ) -> None:
     """The CLI's folder against the session's (built by the same code, same seed, elsewhere)."""
 
@@ -128,5 +128,6 @@ def test_the_models_tiny_command_writes_both_models_byte_for_byte_the_same_each_
     assert "tiny models ready" in r.stderr
     a, b = files(tmp_path / "cli"), files(tiny_models[0].parent)
     assert any(name.endswith(".gguf") for name in a) and any(name.endswith("llm.pt") for name in a)
+    assert "tiny-cosyvoice1/cosyvoice.yaml" in a  # and the v1 folder (the session's: tiny_v1)
     assert a.keys() == b.keys()
     assert [name for name in a if a[name] != b[name]] == []  # every file, onnx and tokenizer included

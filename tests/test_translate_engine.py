@@ -1,6 +1,8 @@
 """LlamaTranslator on the real llama.cpp with the tiny GGUF: the system prompt's KV state reused
 (measured by the engine and cross-checked with llama.cpp's own perf counters), context bounded by
-the context window, greedy determinism, split models, and load failures as ModelLoadError."""
+the context window, greedy determinism, split models, and load failures as ModelLoadError; and on
+the tiny Qwen3 GGUFs: thinking switched off in the prompt, and taken out of what a model that
+thinks anyway says."""
 
 from __future__ import annotations
 
@@ -14,8 +16,13 @@ import pytest
 from bus.errors import EngineError, ModelLoadError
 from nodes.translate.errors import ContextOverflow
 from nodes.translate.ja_text import is_japanese
-from nodes.translate.llama.engine import LlamaSettings, LlamaTranslator
-from nodes.translate.llama.tiny import write_tiny_qwen2_gguf
+from nodes.translate.llama.engine import LlamaSettings, LlamaTranslator, thinking_mode
+from nodes.translate.llama.tiny import (
+    QWEN3_2507_CHAT_TEMPLATE,
+    QWEN3_CHAT_TEMPLATE,
+    write_tiny_qwen2_gguf,
+    write_tiny_qwen3_gguf,
+)
 
 SENTENCES = [
     "I fixed the bug in ⟦0⟧.",
@@ -218,3 +225,54 @@ def test_a_closed_engine_raises_an_engine_error(model: Path) -> None:
     t.close()
     with pytest.raises(EngineError):
         list(t.translate("Hello."))
+
+
+# ---- Qwen3: thinking switched off, and never passed on ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("moe", "mode", "prompt_end"),
+    [
+        (False, "enable_thinking=false", "<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+        (True, "none", "<|im_start|>assistant\n"),
+    ],
+    ids=["qwen3-hybrid", "qwen3moe-2507"],
+)
+def test_qwen3_prompts_switch_thinking_off_and_reuse_the_system_prompt(
+    tmp_path: Path, moe: bool, mode: str, prompt_end: str
+) -> None:
+    t = engine(write_tiny_qwen3_gguf(tmp_path / "q3.gguf", moe=moe))
+    try:
+        assert t.thinking == t.describe()["thinking"] == mode and not t.opens_think
+        tokens, _ = t.prompt_tokens("The tests pass now.", [("Earlier.", "以前。")])
+        prompt = t.llm.detokenize(tokens, special=True).decode()
+        assert prompt.endswith(prompt_end) and prompt.count("<think>") == (0 if moe else 1)
+        assert "/no_think" not in prompt
+        for text in SENTENCES:
+            out = "".join(t.translate(text))
+            assert is_japanese(out) and "<think>" not in out, out
+            assert t.last_stats.cached_tokens >= len(t.system_tokens)  # the cache works as for qwen2
+            assert t.last_stats.generated_tokens < t.settings.max_tokens  # it ended by itself
+    finally:
+        t.close()
+
+
+def test_a_qwen3_that_thinks_anyway_has_its_thinking_taken_out(tmp_path: Path) -> None:
+    t = engine(write_tiny_qwen3_gguf(tmp_path / "think.gguf", speaks="think"))
+    try:
+        for text in SENTENCES:
+            pieces = list(t.translate(text))
+            out = "".join(pieces)
+            assert out and is_japanese(out), out
+            assert not any("think>" in p or "<" in p for p in pieces), pieces
+            assert t.last_stats.thought_chars == 4  # the tiny model's four characters of "reasoning"
+            raw = t.llm.detokenize(t.prompt_tokens(text)[0][-3:], special=True)  # sanity: it is Qwen3
+            assert raw.endswith(b"</think>\n\n")
+    finally:
+        t.close()
+
+
+def test_thinking_mode_follows_the_template() -> None:
+    assert thinking_mode(QWEN3_CHAT_TEMPLATE) == "enable_thinking=false"
+    assert thinking_mode(QWEN3_2507_CHAT_TEMPLATE) == "none"
+    assert thinking_mode("{{ '<|im_start|>assistant\\n<think>\\n' }}") == "/no_think"

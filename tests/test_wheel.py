@@ -20,7 +20,15 @@ from tests.conftest import REPO, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
-DATA_FILES = ("nodes/synthesize/kana/words.tsv", "models/manifest.toml", "stream_tts/supervisord.conf")
+DATA_FILES = (
+    "nodes/synthesize/kana/words.tsv",
+    "models/manifest.toml",
+    "stream_tts/supervisord.conf",
+    "stream_tts/eval/data/wmt24pp_en-ja.jsonl",
+    "stream_tts/eval/data/coding_en-ja.jsonl",
+    "stream_tts/eval/data/README.md",
+    "stream_tts/eval/data/LICENSE-Apache-2.0.txt",
+)
 
 
 def build_wheel(out: Path) -> Path:

@@ -51,6 +51,7 @@ from nodes.ingest.settings import IngestSettings
 from nodes.ingest.text.speakable import SentenceStream
 
 PRUNE_EVERY_S = 60.0
+MAX_PIDS = 64  # pids remembered per stage (its workers, and their restarts)
 JOURNAL_RETRY_S = 1.0  # after the journal failed to write (a full disk), timers wait this long
 
 
@@ -77,7 +78,7 @@ class IngestNode(Node):
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         self.give_up_s = self.config.give_up_s
         self._heads: dict[str, tuple[int, float]] = {}  # stream -> (its head seq, head since: monotonic)
-        self._pids: dict[str, int] = {}  # stage -> the pid it last said it runs as
+        self._pids: dict[str, set[int]] = {}  # stage -> the pids its processes said they run as
         self._watched = set(topology.NODE_NAMES) - {self.name}
         self._stages = subscribe(self.config)  # restarts, seen on the tap
         self._left_open: list[Entry] | None = self.journal.open_entries()  # the last ingest's: re-sent
@@ -146,15 +147,22 @@ class IngestNode(Node):
 
     # ---- recovery -------------------------------------------------------------------------------
     def _restarted(self) -> list[str]:
-        """Stages whose process is new since the last word from them (a new pid on the tap)."""
+        """Stages with a process new since ingest first heard of that stage (a pid on the tap it has
+        not seen: a restart, or a worker joining). A stage may run as several workers (translate):
+        each keeps its pid, so the known pids are a set, not one."""
         new: list[str] = []
         for ev in pending(self._stages):
             pid = ev.detail.get("pid") if ev.kind in (Kind.READY, Kind.HEARTBEAT) else None
             if ev.node not in self._watched or type(pid) is not int:
                 continue
-            if self._pids.get(ev.node, pid) != pid and ev.node not in new:
+            known = self._pids.setdefault(ev.node, set())
+            if pid in known:
+                continue
+            if known and ev.node not in new:  # the first pids heard of a stage are no restart
                 new.append(ev.node)
-            self._pids[ev.node] = pid
+            known.add(pid)
+            if len(known) > MAX_PIDS:  # pids of long-dead processes: forget the oldest ones
+                known.discard(min(known))
         return new
 
     def _resend_open(self, why: str, among: list[Entry] | None = None) -> Iterator[Message]:

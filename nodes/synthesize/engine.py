@@ -87,6 +87,10 @@ class TextFeed:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def ready(self) -> bool:
+        """A piece (or the end) is waiting: `get` returns at once, and `on_wait` is not called."""
+        return not self._q.empty()
+
     def __iter__(self) -> Iterator[str]:
         """Plain iteration (no deadline of its own); the engine uses `get` with its deadline."""
         while (piece := self.get(float(1 << 30))) is not None:

@@ -19,13 +19,15 @@ last chunk (so playback acks it) and a `skipped` event; any engine error (unknow
 deadline, model failure) -> Failed(stage="synthesize") and an `error` event, and the node takes
 the next sentence; cancel -> the job stops, a `cancelled` event, nothing more is sent.
 
-Config, [synthesize] (defaults in SynthSettings): model_dir, device ("auto": cuda, else mps or cpu,
-whichever is measured faster on the model; the `engine` event at start shows both timings),
+Config, [synthesize] (defaults in SynthSettings): model_dir (a CosyVoice2 or a CosyVoice v1 folder),
+device ("auto": cuda, else mps or cpu, whichever is measured faster on the model; the `engine`
+event at start shows both timings),
 dtype ("auto": float16 on CUDA), voice ("" = the model's first speaker, else "default": see
 nodes/synthesize/cosyvoice/voices.py), instruct, frontend
 ("kana" | "none"), first_hop_tokens, hop_tokens, deadline_s, max_text_tokens, seed, threads,
 cuda_graphs ("auto": on when the device is CUDA; true / false), compile_flow and compile_lm
-(torch.compile before the graphs are captured; on by default, acting only with the graphs).
+(torch.compile before the graphs are captured; on by default, acting only with the graphs);
+v1_first_hop_tokens, v1_hop_tokens (CosyVoice v1's chunks).
 """
 
 from __future__ import annotations
@@ -132,7 +134,9 @@ class SynthesizeNode(Node):
         return self.engine
 
     def _open_engine(self) -> Any:
-        from nodes.synthesize.cosyvoice.engine import CosyVoiceEngine, EngineOptions
+        """CosyVoice2 or CosyVoice v1, as the model folder says (nodes/synthesize/cosyvoice/factory.py)."""
+        from nodes.synthesize.cosyvoice.engine import EngineOptions
+        from nodes.synthesize.cosyvoice.factory import open_engine
         from nodes.synthesize.cosyvoice.voices import voices_dir
 
         s = self.settings
@@ -156,8 +160,10 @@ class SynthesizeNode(Node):
             cuda_graphs=s.cuda_graphs,
             compile_flow=s.compile_flow,
             compile_lm=s.compile_lm,
+            v1_first_hop_tokens=s.v1_first_hop_tokens,
+            v1_hop_tokens=s.v1_hop_tokens,
         )
-        return CosyVoiceEngine(self.config.path_setting("synthesize", "model_dir", s.model_dir), opts)
+        return open_engine(self.config.path_setting("synthesize", "model_dir", s.model_dir), opts)
 
     def _load_frontend(self) -> None:
         if self.settings.frontend != "kana":

@@ -36,6 +36,8 @@ class SynthSettings:
     cuda_graphs: str = EngineOptions.cuda_graphs
     compile_flow: bool = EngineOptions.compile_flow
     compile_lm: bool = EngineOptions.compile_lm
+    v1_first_hop_tokens: int = EngineOptions.v1_first_hop_tokens  # CosyVoice v1 only
+    v1_hop_tokens: int = EngineOptions.v1_hop_tokens
 
     @classmethod
     def from_section(cls, section: Any) -> SynthSettings:

@@ -10,6 +10,8 @@ parenthesised notes, markdown, and lines with no Japanese (romaji, English comme
 `ClauseStream` puts them together for one translation attempt: pieces in, clean clauses out with
 placeholders restored (nodes/translate/placeholders.py), the last one marked, nothing released before the
 first real Japanese so a failed attempt can be retried without having said anything.
+`ThinkFilter` takes a reasoning model's <think>...</think> out of the stream before any of that, so
+thinking is never spoken, whichever engine sent it (the llama engine filters too).
 """
 
 from __future__ import annotations
@@ -42,6 +44,66 @@ _QUOTES = re.compile(r"[「」『』“”\"＂‘’]")
 _MARKDOWN = re.compile(r"\*\*|__|`|^\s*(?:#{1,6}|[-*•]|>)\s+", re.MULTILINE)
 _SPACES = re.compile(r"\s+")
 _UNSPEAKABLE = re.compile(r"^[\s\W_]*$")  # punctuation / symbols only
+
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+class ThinkFilter:
+    """Streamed text in, the same text without any <think>...</think> block out.
+
+    Reasoning models (Qwen3 with thinking on) write their thoughts between these tags before the
+    answer. Thinking is switched off in the prompt (nodes/translate/llama/engine.py), but a model
+    may think anyway, and none of it may reach speech. Tags split across pieces are recognised
+    (a piece ending in a tag's beginning is held back until the next piece says what it is); an
+    unclosed block swallows the rest; a stray closing tag is dropped. `inside`: the prompt itself
+    opened the block (a thinking-only template), so the answer begins inside it."""
+
+    def __init__(self, inside: bool = False) -> None:
+        self.inside = inside
+        self.thought = 0  # characters of thinking dropped so far
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        text, self._held = self._held + piece, ""
+        out: list[str] = []
+        while text:
+            tag = THINK_CLOSE if self.inside else THINK_OPEN
+            i = text.find(tag)
+            stray = -1 if self.inside else text.find(THINK_CLOSE)
+            if stray >= 0 and (i < 0 or stray < i):  # "</think>" with none open: drop the tag
+                out.append(text[:stray])
+                text = text[stray + len(THINK_CLOSE) :]
+                continue
+            if i < 0:
+                keep = _partial_tag(text)
+                body, self._held = text[: len(text) - keep], text[len(text) - keep :]
+                if self.inside:
+                    self.thought += len(body)
+                else:
+                    out.append(body)
+                break
+            if self.inside:
+                self.thought += i
+            else:
+                out.append(text[:i])
+            self.inside = not self.inside
+            text = text[i + len(tag) :]
+        return "".join(out)
+
+    def flush(self) -> str:
+        """What was held back as a possible tag, when no more text comes (never inside a block)."""
+        held, self._held = self._held, ""
+        return "" if self.inside else held
+
+
+def _partial_tag(text: str) -> int:
+    """How many characters at the end of `text` may begin a think tag ("<", "</thi", ...)."""
+    for n in range(min(len(THINK_CLOSE) - 1, len(text)), 0, -1):
+        tail = text[-n:]
+        if THINK_OPEN.startswith(tail) or THINK_CLOSE.startswith(tail):
+            return n
+    return 0
 
 
 def is_japanese(text: str) -> bool:
@@ -199,8 +261,14 @@ class ClauseStream:
 
     def __post_init__(self) -> None:
         self._splitter = ClauseSplitter(self.min_clause_chars, self.originals)
+        self._think = ThinkFilter()
 
     def feed(self, piece: str) -> list[OutClause]:
+        if self.done or not piece:
+            return []
+        return self._feed(self._think.feed(piece))
+
+    def _feed(self, piece: str) -> list[OutClause]:
         if self.done or not piece:
             return []
         head, newline, tail = piece.partition("\n")
@@ -211,12 +279,19 @@ class ClauseStream:
                 self.done = True  # the rest is commentary, romaji, or a second opinion
                 return out
             out += self._take([*self._splitter.feed("\n")])
-            out += self.feed(tail)
+            out += self._feed(tail)
         return out
+
+    @property
+    def thought(self) -> int:
+        """Characters of <think>...</think> taken out of this attempt (never spoken)."""
+        return self._think.thought
 
     def finish(self) -> list[OutClause]:
         """The last clause (marked last), with any placeholder the model dropped appended. Empty
         when nothing Japanese came: the caller retries or reports the failure."""
+        rest = self._think.flush()  # a "<" held back as a possible tag: it was text after all
+        early = self._take(self._splitter.feed(rest)) if rest and not self.done else []
         text = self._clause(self._splitter.flush()) or ""
         said = "".join([*self._said, text])
         # lost placeholders, unless the model wrote the original itself ("3件" for ⟦1⟧件)
@@ -228,7 +303,7 @@ class ClauseStream:
         *held, last = [*self._held, *bounded(text)]
         self._held = []
         self.released += len(held) + 1
-        return [*(OutClause(t, False) for t in held), OutClause(last, True)]
+        return [*early, *(OutClause(t, False) for t in held), OutClause(last, True)]
 
     def _take(self, raw_clauses: list[str]) -> list[OutClause]:
         for raw in raw_clauses:

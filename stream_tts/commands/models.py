@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.manifest import DEFAULT_TRANSLATOR, DEFAULT_VOICE, MANIFEST_PATH, WEIGHTS_DIR, Manifest
+from models.manifest import AUTO, DEFAULT_VOICE, MANIFEST_PATH, WEIGHTS_DIR, Manifest
 
 EXIT_FAILED, EXIT_USAGE, EXIT_OFFLINE, EXIT_SPACE, EXIT_NOT_CONFIRMED = 1, 2, 3, 4, 5
 
@@ -22,12 +22,17 @@ EXIT_FAILED, EXIT_USAGE, EXIT_OFFLINE, EXIT_SPACE, EXIT_NOT_CONFIRMED = 1, 2, 3,
 def cli_models(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="stream-tts models")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    tiny = sub.add_parser("tiny", help="write tiny random-weight models (qwen2 GGUF + CosyVoice2 folder)")
+    tiny = sub.add_parser(
+        "tiny", help="write tiny random-weight models (qwen2 GGUF, CosyVoice2 and CosyVoice v1 folders)"
+    )
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
     fetch = sub.add_parser("fetch", help="download the real weights (asks before many GB unless --yes)")
     fetch.add_argument(
-        "--translator", default=DEFAULT_TRANSLATOR, help="Qwen2.5 size: 7b (default), 14b, 32b, 72b; none"
+        "--translator",
+        default=AUTO,
+        help="auto (default: the best that fits this machine's memory beside the voice), Qwen2.5 7b, "
+        "14b, 32b, 72b, Qwen3 qwen3-8b, qwen3-14b, 30b-a3b; none",
     )
     fetch.add_argument(
         "--voice", default=DEFAULT_VOICE, help=f"CosyVoice model (default {DEFAULT_VOICE}); none"
@@ -42,11 +47,12 @@ def cli_models(argv: list[str]) -> int:
         p.add_argument("--manifest", type=Path, default=MANIFEST_PATH, help="model manifest TOML")
     args = parser.parse_args(argv)
     if args.cmd == "tiny":
-        from stream_tts.tiny import build_tiny_models
+        from stream_tts.tiny import build_tiny_cosyvoice1, build_tiny_models
 
         t0 = time.monotonic()
         gguf, cosy = build_tiny_models(args.dir, seed=args.seed)
-        print(f"{gguf}\n{cosy}")
+        cosy1 = build_tiny_cosyvoice1(args.dir, seed=args.seed)
+        print(f"{gguf}\n{cosy}\n{cosy1}")
         print(f"I models: tiny models ready in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         return 0
     from models.manifest import ManifestError, load_manifest
@@ -67,6 +73,16 @@ def cli_fetch(manifest: Manifest, args: argparse.Namespace) -> int:
 
     translator = None if args.translator == "none" else args.translator
     voice = None if args.voice == "none" else args.voice
+    if translator == AUTO:
+        from models.choose import choose_translator, detect_memory
+
+        choice = choose_translator(manifest, detect_memory())  # the voice runs, fetched now or not
+        translator = choice.size
+        print(
+            f"I models: translator {choice.size}, picked for this machine: {choice.reason}. "
+            "Another: --translator SIZE (and [translate] size = SIZE)",
+            file=sys.stderr,
+        )
     try:
         fetch(manifest, translator, voice, args.dest.resolve(), yes=args.yes)
     except ManifestError as exc:
@@ -81,7 +97,7 @@ def cli_fetch(manifest: Manifest, args: argparse.Namespace) -> int:
 
 def model_report(manifest: Manifest, weights_dir: Path) -> list[dict[str, Any]]:
     """One row per manifest model: files present, bytes on disk, and whether they verify."""
-    from models.fetch import VerifyCache, file_state, human, is_ok, jobs_for
+    from models.fetch import SIZE_ONLY, VerifyCache, file_state, human, is_ok, jobs_for
 
     cache = VerifyCache(weights_dir)
     Pick = tuple[str, str | None, str | None]  # label, translator size, voice name
@@ -112,8 +128,14 @@ def model_report(manifest: Manifest, weights_dir: Path) -> list[dict[str, Any]]:
                 f"stream-tts models fetch {flag}",
             )
         else:
-            size_only = any(s == "ok (size only)" for s in states)
-            status, fix = ("ok (some by size only)" if size_only else "ok (sha256 verified)"), ""
+            size_only = sum(s == SIZE_ONLY for s in states)
+            status = (
+                f"ok: {len(states) - size_only} verified (sha256), {size_only} size-checked only "
+                "(no public sha256), not verified"
+                if size_only
+                else "ok (sha256 verified)"
+            )
+            fix = ""
         rows.append(
             {
                 "model": label,

@@ -39,7 +39,6 @@ PACKAGES = {
     "sounddevice": "playback",
     "soundfile": "playback (WAV files)",
 }
-VOICE_FILES = ("cosyvoice2.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v2.onnx")
 
 
 @dataclass(frozen=True)
@@ -153,9 +152,9 @@ TRANSLATOR_LOAD = (
 # building nothing: argv = model folder, [synthesize] voice, data dir
 VOICE_LOAD = (
     "import json, sys\nfrom pathlib import Path\nfrom bus.errors import EngineError\n"
-    "from nodes.synthesize.cosyvoice.load import load_cosyvoice2\n"
+    "from nodes.synthesize.cosyvoice.factory import load_model\n"
     "from nodes.synthesize.cosyvoice.voices import VoiceBank, voices_dir\n"
-    "m = load_cosyvoice2(Path(sys.argv[1]), device='cpu')\n"
+    "m = load_model(Path(sys.argv[1]), device='cpu')\n"
     "bank = VoiceBank(m.spk2info, voices_dir(Path(sys.argv[3])), m.fingerprint, m.model_dir)\n"
     "try:\n    voice, why = bank.describe(sys.argv[2]), ''\n"
     "except EngineError as exc:\n    voice, why = '', str(exc)\n"
@@ -222,7 +221,10 @@ def check_voice(config: Config, folder: Path, timeout_s: float) -> Check | list[
     fix = _fetch_fix(default, "[synthesize] model_dir", config)
     if not folder.is_dir():
         return Check("voice model", ERROR, f"not found: {folder}", fix)
-    absent = [f for f in VOICE_FILES if not (folder / f).is_file()]
+    from nodes.synthesize.cosyvoice.layout import layout_of
+
+    layout = layout_of(folder)  # CosyVoice2 or v1, as the folder says
+    absent = [f for f in layout.required if not (folder / f).exists()]
     if absent:
         return Check("voice model", ERROR, f"{folder} lacks {', '.join(absent)}", fix)
     t0 = time.monotonic()
@@ -231,7 +233,9 @@ def check_voice(config: Config, folder: Path, timeout_s: float) -> Check | list[
     if got is None:
         return Check("voice model", ERROR, f"{folder.name} does not load: {why}", fix)
     model = Check(
-        "voice model", OK, f"{folder} loads ({time.monotonic() - t0:.1f} s, {got['sample_rate']} Hz)"
+        "voice model",
+        OK,
+        f"{folder} loads ({layout.name}, {time.monotonic() - t0:.1f} s, {got['sample_rate']} Hz)",
     )
     if got["voice"]:
         return [model, Check("voice", OK, f'[synthesize] voice = "{want}": {got["voice"]}')]

@@ -1,4 +1,6 @@
 """The synthesize engine: Japanese text pieces in, float32 PCM chunks out, on CosyVoice2's modules.
+(A CosyVoice v1 folder runs on nodes/synthesize/cosyvoice/v1/engine.py instead; the node gets either from
+nodes/synthesize/cosyvoice/factory.py, which reads the folder.)
 
 The seam is `Synthesizer`: plain types only, so the node never sees torch and a test can put a
 function behind it. `CosyVoiceEngine` is the real one: it loads a model folder
@@ -15,7 +17,7 @@ function behind it. `CosyVoiceEngine` is the real one: it loads a model folder
     the LM, flow or vocoder mid-utterance (a token id past a table, an op a device lacks) is a
     SynthesisError for that sentence, and the engine takes the next;
   * device "auto": CUDA, else MPS or the CPU, whichever runs this model's LM faster, measured once
-    and remembered (nodes/synthesize/cosyvoice/device.py); a CosyVoice v1 folder is refused with the reason;
+    and remembered (nodes/synthesize/cosyvoice/device.py);
   * on CUDA (`cuda_graphs`), the LM step, the flow estimator and the vocoder's streaming shapes
     replay CUDA graphs captured at load (nodes/synthesize/cosyvoice/lm_graph.py, cosyvoice_flow_graph.py,
     cosyvoice_hift_graph.py): eager PyTorch is launch bound there (bench/results/synth-gpu.md).
@@ -44,7 +46,6 @@ LM_GRAPH_MAX_LEN = 4096  # LM static cache (prompt + 80 text tokens + 20x speech
 FLOW_WARM_TOKENS = 200  # flow graphs captured at load for chunks up to this many tokens (8 s)
 SPLIT_AFTER = "。！？!?．.\n；;、，,：: "  # where a too-long text may be cut, strongest first
 INSTRUCT_END = "<|endofprompt|>"
-V1_YAML = "cosyvoice.yaml"  # CosyVoice v1 folders (CosyVoice-300M, -SFT, -Instruct): not carried
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class EngineOptions:
     # the capture (TTFA 257 -> 219 ms on an H200, load +5-20 s: bench/results/ttfa-e2e-h200.md, run 6)
     compile_flow: bool = True
     compile_lm: bool = True
+    # CosyVoice v1 (nodes/synthesize/cosyvoice/v1/): its first chunk after this many speech tokens + the
+    # 20 its flow overlaps (21, the least its flow allows: first audio after 41 tokens), each later
+    # hop twice the one before, up to v1_hop_tokens (upstream's hop)
+    v1_first_hop_tokens: int = 21
+    v1_hop_tokens: int = 100
 
     def __post_init__(self) -> None:
         if self.first_hop_tokens < 5 or self.hop_tokens < 5:
@@ -81,6 +87,9 @@ class EngineOptions:
             raise ValueError("deadline_s must be > 0 and max_text_tokens >= 5")
         if self.cuda_graphs not in ("auto", "true", "false"):
             raise ValueError('cuda_graphs must be "auto", true or false')
+        if min(self.v1_first_hop_tokens, self.v1_hop_tokens) < 21:
+            # v1's flow overlaps chunks by 20 tokens and needs more than 40 in a chunk (v1/stream.py)
+            raise ValueError("v1_first_hop_tokens and v1_hop_tokens must be at least 21")
 
 
 def speakable(text: str) -> bool:
@@ -186,25 +195,16 @@ class TextSource:
             yield ids
 
 
-def refuse_v1(model_dir: Path) -> None:
-    """A CosyVoice v1 folder is refused with the reason (docs/synthesize.md): its LM is a
-    different TransformerLM that reads the whole text before speaking (no bistream), at 22.05 kHz,
-    with another tokenizer, so this streaming engine does not carry it."""
-    from nodes.synthesize.cosyvoice.load import YAML_NAME
-
-    if (model_dir / V1_YAML).is_file() and not (model_dir / YAML_NAME).is_file():
-        raise ModelLoadError(
-            f"{model_dir} is a CosyVoice v1 folder ({V1_YAML}, e.g. CosyVoice-300M-SFT), which stream-tts "
-            "does not run: its LM reads the whole text before speaking (no streamed text), at 22.05 kHz, "
-            "with another tokenizer. Point [synthesize] model_dir at CosyVoice2-0.5B "
-            "(`stream-tts models fetch`)."
-        )
-
-
-def load_on_best_device(model_dir: Path, opts: EngineOptions) -> tuple[CosyVoice2, DeviceChoice]:
+def load_on_best_device(
+    model_dir: Path,
+    opts: EngineOptions,
+    load: Callable[[Path, str, str], Any] | None = None,
+    probe: Callable[[Any], float] | None = None,
+) -> tuple[Any, DeviceChoice]:
     """The loaded model on the device `opts.device` names or, for "auto" with MPS there, on the
     faster of MPS and the CPU by a measured LM workload (nodes/synthesize/cosyvoice/device.py); and how
-    that device was chosen (the synthesize node reports it on the tap)."""
+    that device was chosen (the synthesize node reports it on the tap). `load` and `probe` default
+    to CosyVoice2's loader and LM step timing; the v1 engine passes its own."""
     from nodes.synthesize.cosyvoice.device import (
         DeviceChoice,
         candidates,
@@ -215,12 +215,14 @@ def load_on_best_device(model_dir: Path, opts: EngineOptions) -> tuple[CosyVoice
     )
     from nodes.synthesize.cosyvoice.load import load_cosyvoice2
 
+    loader = load or load_cosyvoice2
+    timing = probe or lm_step_ms
     devices = candidates(opts.device)
     if len(devices) == 1:
-        model = load_cosyvoice2(model_dir, devices[0], opts.dtype)
+        model = loader(model_dir, devices[0], opts.dtype)
         return model, DeviceChoice(model.device.type, "config" if opts.device != "auto" else "only candidate")
-    model = load_cosyvoice2(model_dir, "cpu", opts.dtype)
-    choice = choose(devices, lambda d: lm_step_ms(move(model, d)), opts.state_dir, verdict_key(model))
+    model = loader(model_dir, "cpu", opts.dtype)
+    choice = choose(devices, lambda d: timing(move(model, d)), opts.state_dir, verdict_key(model))
     move(model, choice.device)
     return model, choice
 
@@ -232,7 +234,7 @@ class CosyVoiceEngine(Synthesizer):
         from nodes.synthesize.cosyvoice.voices import VoiceBank
 
         self.options = options or EngineOptions()
-        refuse_v1(Path(model_dir))
+        self.model: CosyVoice2
         self.model, self.device_choice = load_on_best_device(Path(model_dir), self.options)
         self.bank = VoiceBank(  # model_dir: where the default voice's prompt is (voices.py)
             self.model.spk2info, self.options.voices_dir, self.model.fingerprint, self.model.model_dir

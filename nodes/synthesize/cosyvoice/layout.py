@@ -37,7 +37,12 @@ class Layout:
 
 V1 = Layout(1, "CosyVoice v1 (CosyVoice-300M-SFT layout)", "cosyvoice.yaml", "speech_tokenizer_v1.onnx", 0)
 V2 = Layout(
-    2, "CosyVoice2 (CosyVoice2-0.5B layout)", "cosyvoice2.yaml", "speech_tokenizer_v2.onnx", 2, ("CosyVoice-BlankEN",)
+    2,
+    "CosyVoice2 (CosyVoice2-0.5B layout)",
+    "cosyvoice2.yaml",
+    "speech_tokenizer_v2.onnx",
+    2,
+    ("CosyVoice-BlankEN",),
 )
 
 

@@ -2,10 +2,11 @@
 
 `stream-tts voices add NAME WAV TEXT` computes what zero-shot cloning needs, once: the speaker
 embedding (campplus.onnx on Kaldi fbank of the 16 kHz audio), the prompt speech tokens
-(speech_tokenizer_v2.onnx on whisper's 128-bin log-mel) and the prompt mel (the yaml's
-feat_extractor at the model's rate), and stores them in <data_dir>/voices/NAME.pt with the
-transcript and an optional instruct text (style, emotion: CosyVoice2 reads it before
-<|endofprompt|>). `stream-tts voices` lists stored voices and the model's speakers.
+(speech_tokenizer_v2.onnx, or _v1 in a CosyVoice v1 folder, on whisper's 128-bin log-mel) and the
+prompt mel (the yaml's feat_extractor at the model's rate: 24 kHz, or 22.05 kHz for v1; v2 cuts it
+to exactly 2 frames a token, v1 keeps it whole, as upstream's front end does), and stores them
+in <data_dir>/voices/NAME.pt with the transcript and an optional instruct text (style, emotion:
+CosyVoice2 reads it before <|endofprompt|>). `stream-tts voices` lists stored voices and the model's speakers.
 A stored voice remembers which prompt front end made it (fingerprint of the ONNX files) and is
 refused by a model with another.
 
@@ -245,9 +246,12 @@ class PromptFrontend:
     def __init__(self, model_dir: Path) -> None:
         import onnxruntime
 
+        from nodes.synthesize.cosyvoice.layout import layout_of
         from nodes.synthesize.cosyvoice.load import VOICE_SECTIONS, build_sections, fingerprint
 
         self.model_dir = Path(model_dir)
+        layout = layout_of(self.model_dir)
+        self.mels_per_token = layout.prompt_mels_per_token  # 0: the mel is kept whole (v1)
         self.fingerprint = fingerprint(self.model_dir)
         built = build_sections(self.model_dir, VOICE_SECTIONS)
         self.sample_rate = int(built["sample_rate"])
@@ -258,7 +262,7 @@ class PromptFrontend:
             str(self.model_dir / "campplus.onnx"), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self.tokenizer = onnxruntime.InferenceSession(
-            str(self.model_dir / "speech_tokenizer_v2.onnx"),
+            str(self.model_dir / layout.speech_tokenizer),
             sess_options=opts,
             providers=["CPUExecutionProvider"],
         )
@@ -291,8 +295,13 @@ class PromptFrontend:
 
     def mel(self, speech: np.ndarray) -> np.ndarray:
         """(T, 80) at the model's rate: the yaml's feat_extractor."""
+        import matcha.utils.audio as matcha_audio
         import torch
 
+        # matcha keeps its mel basis and window by fmax and device only, not by n_fft: a process
+        # that made a CosyVoice2 mel (n_fft 1920) would give a v1 one (n_fft 1024) the wrong ones
+        matcha_audio.mel_basis.clear()
+        matcha_audio.hann_window.clear()
         return self.feat_extractor(torch.from_numpy(speech)[None]).squeeze(0).transpose(0, 1).numpy()
 
 
@@ -343,7 +352,9 @@ def make_voice(
     s_model = audio if rate == frontend.sample_rate else soxr.resample(audio, rate, frontend.sample_rate)
     feat = frontend.mel(np.clip(s_model, -1.0, 1.0).astype(np.float32))
     tokens = frontend.speech_tokens(s16)
-    n = min(feat.shape[0] // 2, tokens.shape[0])  # the flow wants exactly 2 mel frames per token
+    k = frontend.mels_per_token  # CosyVoice2's flow wants exactly 2 mel frames a token; v1's any
+    n = min(feat.shape[0] // k, tokens.shape[0]) if k else tokens.shape[0]
+    frames = k * n if k else feat.shape[0]
     if n < 1:
         raise VoiceError(f"{wav}: too short to give prompt speech tokens")
     return {
@@ -354,7 +365,7 @@ def make_voice(
         "cross_lingual": cross_lingual,
         "embedding": torch.from_numpy(frontend.embedding(s16)),
         "prompt_speech_token": torch.from_numpy(tokens[:n].copy())[None],
-        "prompt_speech_feat": torch.from_numpy(feat[: 2 * n].copy())[None],
+        "prompt_speech_feat": torch.from_numpy(feat[:frames].copy())[None],
         "sample_rate": frontend.sample_rate,
         "seconds": round(len(audio) / rate, 3),
         "fingerprint": frontend.fingerprint,
@@ -431,7 +442,10 @@ def cli_voices(argv: list[str]) -> int:
             return 0
         try:
             print(f'I voices: [synthesize] voice = "{want}": {bank.describe(want)}', file=sys.stderr)
-        except (UnknownVoice, VoiceError) as exc:
+        except UnknownVoice as exc:  # the node would fail every sentence with this: an error
+            print(f'E voices: [synthesize] voice = "{want}": {exc}', file=sys.stderr)
+            return 1
+        except VoiceError as exc:
             print(f"W voices: {exc}", file=sys.stderr)
         return 0
     except (ConfigError, EngineError) as exc:

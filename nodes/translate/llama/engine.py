@@ -8,6 +8,13 @@ computed once at load and then reused through llama-cpp-python's prefix matching
 each sentence shares its first tokens with what is already in the cache, so only the rest is
 evaluated; `last_stats` counts both). llama.cpp's own logging is silenced; its failures surface as
 the EngineError subclasses of nodes/translate/errors.py.
+
+Reasoning models never think here (a thought costs latency and must never be spoken): a template
+with Qwen3's `enable_thinking` switch is rendered with it false (its generation prompt then ends
+with an empty <think></think> block); a template that knows <think> but has no switch gets Qwen3's
+soft switch `/no_think` at the end of the system prompt; and whatever the model still writes
+between <think> and </think> is taken out of the decoded text (ja_text.ThinkFilter), also when
+the template itself opens the block.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from bus.errors import ModelLoadError
 from nodes.translate.engine import Translator
 from nodes.translate.errors import ContextOverflow, InferenceError
+from nodes.translate.ja_text import THINK_CLOSE, THINK_OPEN, ThinkFilter
 from nodes.translate.llama.cpu_guard import extra_buffers, use_extra_buffers
 
 if TYPE_CHECKING:
@@ -41,8 +49,15 @@ SYSTEM_PROMPT = (
     "sentence; it stands for a name, path, number or piece of code.\n"
     "- Keep technical terms consistent with your earlier translations."
 )
+# Brief mode: a whole answer of a coding assistant, one sentence a line, said as its gist.
+BRIEF_PREFIX = (
+    "次の英語は、コーディングアシスタントの回答です(一文ずつ改行)。聞いて分かるように、要点を"
+    "日本語の1〜3文で要約してください。コード、識別子、数値、ファイル名、バージョンはそのまま残し、"
+    "コードは読み上げないでください。要約だけを書いてください。\n\n"
+)
 # A second try after an answer with no Japanese in it: no context, and the request spelled out.
 STRICT_PREFIX = "次の英文を自然な日本語に翻訳してください。訳文だけを書いてください。\n\n"
+NO_THINK = "\n/no_think"  # Qwen3's soft switch, for a thinking template without enable_thinking
 SPLIT_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 
@@ -69,6 +84,7 @@ class TranslationStats:
     evaluated_tokens: int = 0  # of those, what llama.cpp evaluated (the rest came from the cache)
     generated_tokens: int = 0
     context_pairs: int = 0  # earlier pairs that fit in the prompt
+    thought_chars: int = 0  # characters the model wrote between <think> and </think> (not passed on)
     prefill_ms: float = 0.0
     decode_ms: float = 0.0
 
@@ -133,8 +149,19 @@ def check_model_files(path: Path) -> None:
             raise ModelLoadError(f"shard {shard.name} of {path.name} is missing (expected beside it)")
 
 
+def thinking_mode(template: str) -> str:
+    """How thinking is kept off for a chat template: "enable_thinking=false" (Qwen3's hybrid
+    models: the template's own switch), "/no_think" (a template that knows <think> but has no
+    switch), or "none" (Qwen2.5, the Qwen3 Instruct-2507 models: nothing to switch off)."""
+    if "enable_thinking" in template:
+        return "enable_thinking=false"
+    if THINK_OPEN in template:
+        return "/no_think"
+    return "none"
+
+
 class LlamaTranslator(Translator):
-    """A Qwen2.5-Instruct GGUF (or any GGUF with a chat template) as a Translator."""
+    """A Qwen2.5-Instruct or Qwen3 GGUF (or any GGUF with a chat template) as a Translator."""
 
     def __init__(self, settings: LlamaSettings) -> None:
         self.settings = settings
@@ -170,8 +197,12 @@ class LlamaTranslator(Translator):
             eos_token=model.token_get_text(eos) if eos >= 0 else "",
             bos_token=model.token_get_text(bos) if bos >= 0 else "",
         )
+        self.thinking = thinking_mode(template)
+        self._template_kwargs = {"enable_thinking": False} if self.thinking == "enable_thinking=false" else {}
+        self.system_prompt = settings.system_prompt + (NO_THINK if self.thinking == "/no_think" else "")
         self._vocab = llama_cpp_vocab(self._llm)
-        self.system_tokens = self._tokens([{"role": "system", "content": settings.system_prompt}], False)
+        self.opens_think = self._opens_think()
+        self.system_tokens = self._tokens([{"role": "system", "content": self.system_prompt}], False)
         if settings.reuse_prefix:
             self._warm(self.system_tokens)
 
@@ -185,24 +216,30 @@ class LlamaTranslator(Translator):
             "n_threads": self.n_threads,
             "n_ctx": self.settings.n_ctx,
             "system_prompt_tokens": len(self.system_tokens),
+            "thinking": self.thinking,
         }
 
     def translate(
-        self, text: str, context: Sequence[tuple[str, str]] = (), *, strict: bool = False
+        self,
+        text: str,
+        context: Sequence[tuple[str, str]] = (),
+        *,
+        strict: bool = False,
+        brief: bool = False,
     ) -> Iterator[str]:
         self.last_stats = TranslationStats()  # a prompt that cannot be built leaves no old counts
-        tokens, n_pairs = self.prompt_tokens(text, context, strict=strict)
+        tokens, n_pairs = self.prompt_tokens(text, [] if brief else context, strict=strict, brief=brief)
         stats = self.last_stats = TranslationStats(prompt_tokens=len(tokens), context_pairs=n_pairs)
         return self._decode(tokens, stats)
 
     def prompt_tokens(
-        self, text: str, context: Sequence[tuple[str, str]] = (), *, strict: bool = False
+        self, text: str, context: Sequence[tuple[str, str]] = (), *, strict: bool = False, brief: bool = False
     ) -> tuple[list[int], int]:
         """The prompt of `text`, fitted to n_ctx by dropping the oldest context pairs first (room
         for max_tokens kept), and how many pairs it holds."""
         s = self.settings
         pairs = [] if strict else list(context)
-        user = STRICT_PREFIX + text if strict else text
+        user = BRIEF_PREFIX + text if brief else STRICT_PREFIX + text if strict else text
         tokens = self._prompt(pairs, user)
         while len(tokens) + s.max_tokens > s.n_ctx and pairs:
             pairs.pop(0)
@@ -235,6 +272,7 @@ class LlamaTranslator(Translator):
         import llama_cpp
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        think = ThinkFilter(inside=self.opens_think)
         self._evals.clear()  # this sentence's evals only: the first one is its prompt
         t0 = time.perf_counter()
         try:
@@ -245,12 +283,14 @@ class LlamaTranslator(Translator):
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     break
                 stats.generated_tokens += 1
-                piece = decoder.decode(llm.detokenize([token]))
+                piece = think.feed(decoder.decode(llm.detokenize([token])))
+                stats.thought_chars = think.thought
                 if piece:
                     yield piece
                 if stats.generated_tokens >= self.settings.max_tokens:
                     break
-            tail = decoder.decode(b"", final=True)
+            tail = think.feed(decoder.decode(b"", final=True)) + think.flush()
+            stats.thought_chars = think.thought
             if tail:
                 yield tail
         except (RuntimeError, ValueError, OSError, ctypes.ArgumentError) as exc:
@@ -259,7 +299,7 @@ class LlamaTranslator(Translator):
             stats.decode_ms = (time.perf_counter() - t0) * 1000 - stats.prefill_ms
 
     def _prompt(self, pairs: Sequence[tuple[str, str]], user: str) -> list[int]:
-        messages = [{"role": "system", "content": self.settings.system_prompt}]
+        messages = [{"role": "system", "content": self.system_prompt}]
         for en, ja in pairs:
             messages += [{"role": "user", "content": en}, {"role": "assistant", "content": ja}]
         messages.append({"role": "user", "content": user})
@@ -273,10 +313,26 @@ class LlamaTranslator(Translator):
             raise InferenceError("the translation engine is closed")
         self._template.add_generation_prompt = add_generation_prompt
         try:
-            prompt = self._template(messages=messages).prompt  # type: ignore[arg-type]
+            prompt = self._template(messages=messages, **self._template_kwargs).prompt  # type: ignore[arg-type]
             return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         except (jinja2.TemplateError, ValueError, RuntimeError) as exc:
             raise InferenceError(f"cannot build the prompt with the model's chat template: {exc}") from exc
+
+    def _opens_think(self) -> bool:
+        """Whether the template's generation prompt leaves a <think> block open (a thinking-only
+        model): then the answer starts inside it, and ThinkFilter starts there too."""
+        import jinja2
+
+        probe = "\u2042"  # ⁂: found once in the rendered prompt, where the user's turn is
+        chat = [{"role": "system", "content": "s"}, {"role": "user", "content": probe}]
+        try:
+            self._template.add_generation_prompt = True
+            prompt = self._template(messages=chat, **self._template_kwargs).prompt  # type: ignore[arg-type]
+        except (jinja2.TemplateError, ValueError, TypeError) as exc:
+            self.close()
+            raise ModelLoadError(f"{self.settings.model}: cannot render its chat template: {exc}") from exc
+        tail = prompt[prompt.rfind(probe) + 1 :]
+        return tail.rfind(THINK_OPEN) > tail.rfind(THINK_CLOSE)
 
     def _warm(self, tokens: list[int]) -> None:
         """Evaluate the system prompt once, so the first sentence already finds it cached."""

@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (the chat template below is verbatim; its long lines stay as they are)
+# ruff: noqa: E501  (the chat templates below are verbatim; their long lines stay as they are)
 """A tiny random-weight Qwen2 GGUF, written with the `gguf` package, that llama.cpp loads and runs
 exactly as it runs Qwen2.5-Instruct: same architecture tensors, byte-level BPE tokenizer metadata
 (`gpt2` model, `qwen2` pre-tokenizer, 256 byte tokens + merges + the ChatML specials with their
@@ -19,6 +19,14 @@ way a confused model answers in English, so the node's retry-then-fail path runs
 llama.cpp. `speaks="nothing"` ends every answer at once (<|im_end|> outranks every character): the
 empty translation.
 
+ARCHS: the same model as a Qwen3 GGUF (write_tiny_qwen3_gguf): `qwen3`, the dense architecture of
+Qwen3-8B/14B (no q/k/v biases, heads wider than n_embd / n_head with their `key_length`, an RMSNorm
+over each query and key head), with Qwen3's hybrid thinking template and its <think> and </think>
+tokens; and `qwen3moe`, the mixture-of-experts architecture of Qwen3-30B-A3B (the same attention,
+and per layer a router over N_EXPERT experts of which N_EXPERT_USED run for each token, with the
+expert count, experts used and expert FFN width in the metadata), with the non-thinking template
+of the Instruct-2507 models. llama.cpp loads and runs both (tests/test_tiny_gguf.py).
+
 Same seed, same bytes: nothing but the seed feeds the random generator, and the writer is given
 every key in a fixed order.
 """
@@ -26,6 +34,7 @@ every key in a fixed order.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +66,23 @@ JA_CHARS = "。、をはがのにでとしてますいるたこれそあか日�
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # What `speaks="ascii"` walks over instead (single byte tokens; "." ends the walk).
 ASCII_CHARS = "abcdefghijklmnopqrstuvwxyz."
-SPEAKS = ("ja", "ascii", "nothing")
+SPEAKS = ("ja", "ascii", "nothing", "think")
+ARCHS = ("qwen2", "qwen3", "qwen3moe")
+# Qwen3: Qwen3's reasoning markers, whole tokens printed as text (not control tokens); heads wider
+# than n_embd / n_head, as in every Qwen3 (head_dim 128); an RMSNorm gain on each query and key
+# head that keeps attention as peaky as qwen2's biased projections make it.
+THINK_TOKENS = ("<think>", "</think>")
+QWEN3_HEAD_DIM = 32
+QK_NORM_GAIN = 8.0
+QWEN3_ATTN_STD = 0.07  # ATTN_STD for Qwen3's wider heads (tuned as above: every decode ends by itself)
+# qwen3moe: experts per layer, experts each token uses, each expert's FFN width (Qwen3-30B-A3B:
+# 128, 8, 768), and the router's weights.
+N_EXPERT = 8
+N_EXPERT_USED = 2
+N_FF_EXPERT = 32
+ROUTER_STD = 0.5
+# speaks="think": how many characters the "reasoning" has.
+THINK_CHARS = 4
 
 # Qwen2.5-Instruct's chat template, verbatim from its tokenizer_config.json (the GGUF files of
 # Qwen/Qwen2.5-*-Instruct-GGUF carry the same string in tokenizer.chat_template).
@@ -116,6 +141,118 @@ QWEN25_CHAT_TEMPLATE = r"""{%- if tools %}
     {{- '<|im_start|>assistant\n' }}
 {%- endif %}"""
 
+# Qwen3's hybrid thinking chat template, verbatim as the Qwen3 release (April 2025) ships it in
+# tokenizer_config.json (Qwen/Qwen3-8B, -14B, ...; llama.cpp keeps the same text as
+# models/templates/Qwen-Qwen3-0.6B.jinja). With enable_thinking=false the generation prompt ends
+# with an empty <think></think> block: the hard switch that keeps the model from thinking.
+QWEN3_CHAT_TEMPLATE = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set content = message.content %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is defined and message.reasoning_content is not none %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in message.content %}
+                {%- set content = message.content.split('</think>')[-1].lstrip('\n') %}
+                {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+            {%- endif %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if loop.last or (not loop.last and reasoning_content) %}
+                {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+            {%- else %}
+                {{- '<|im_start|>' + message.role + '\n' + content }}
+            {%- endif %}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %}"""
+
+# The Qwen3 Instruct-2507 models (Qwen3-30B-A3B-Instruct-2507) do not think, and their template
+# has no thinking in it: the same tools preamble, every turn plain ChatML, and a generation prompt
+# of `<|im_start|>assistant\n` alone. Written here in that shape (the tool-call rendering is left
+# out: the translator never sends tools), not copied: what matters to the tests is that no
+# enable_thinking switch and no <think> block is in it.
+QWEN3_2507_CHAT_TEMPLATE = r"""{%- if messages[0].role == 'system' %}
+    {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+{%- endif %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant") %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}"""
+
 
 def byte_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map, which byte-level BPE vocabularies use."""
@@ -130,8 +267,10 @@ def byte_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars), strict=True))
 
 
-def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
-    """(tokens, token types, merges): byte tokens, merged pieces, then the ChatML specials."""
+def tiny_vocab(user_defined: Sequence[str] = ()) -> tuple[list[str], list[int], list[str]]:
+    """(tokens, token types, merges): byte tokens, merged pieces, then the ChatML specials, then
+    `user_defined` tokens (Qwen3's <think> and </think>: whole tokens that are printed as text,
+    as in the real Qwen3 GGUFs, where they are added tokens that are not special)."""
     from gguf import TokenType
 
     b2u = byte_to_unicode()
@@ -154,7 +293,8 @@ def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
         add_merge(u[0], u[1])
         add_merge(u[0] + u[1], u[2])
     types = [int(TokenType.NORMAL)] * len(tokens) + [int(TokenType.CONTROL)] * len(SPECIALS)
-    return [*tokens, *SPECIALS], types, merges
+    types += [int(TokenType.USER_DEFINED)] * len(user_defined)
+    return [*tokens, *SPECIALS, *user_defined], types, merges
 
 
 def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1, speaks: str = "ja") -> Path:
@@ -162,29 +302,52 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1, speaks: st
     split as the big official GGUFs are: `<stem>-00001-of-0000n.gguf`, ... beside `path`
     (llama.cpp's split metadata included), and the first shard's path is returned. `speaks`:
     "ja" (Japanese nonsense), "ascii" (never any Japanese) or "nothing" (an empty answer)."""
+    return write_tiny_gguf(path, "qwen2", seed=seed, shards=shards, speaks=speaks)
+
+
+def write_tiny_qwen3_gguf(
+    path: Path, seed: int = 0, moe: bool = False, shards: int = 1, speaks: str = "ja"
+) -> Path:
+    """The same tiny model as a Qwen3 GGUF (module docstring: ARCHS): the dense `qwen3`
+    architecture with Qwen3's hybrid thinking chat template (Qwen3-8B/14B), or with `moe` the
+    `qwen3moe` architecture with the non-thinking template of the Instruct-2507 models
+    (Qwen3-30B-A3B-Instruct-2507). `speaks="think"` (dense only): a model that thinks aloud
+    although the template switched thinking off: every answer starts with `<think>`, a few
+    Japanese characters of "reasoning", `</think>`, then the Japanese walk, so what strips
+    thinking from speech is tested on the real llama.cpp."""
+    return write_tiny_gguf(path, "qwen3moe" if moe else "qwen3", seed=seed, shards=shards, speaks=speaks)
+
+
+def write_tiny_gguf(path: Path, arch: str, seed: int = 0, shards: int = 1, speaks: str = "ja") -> Path:
+    """Write a tiny model of `arch` ("qwen2", "qwen3", "qwen3moe"): see write_tiny_qwen2_gguf."""
     import math
     import shutil
     import tempfile
 
     import gguf
 
-    if speaks not in SPEAKS:
-        raise ValueError(f"speaks must be one of {', '.join(SPEAKS)}, got {speaks!r}")
-    tokens, types, merges = tiny_vocab()
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    if speaks not in SPEAKS or (speaks == "think" and arch != "qwen3"):
+        allowed = SPEAKS if arch == "qwen3" else SPEAKS[:3]
+        raise ValueError(f"speaks must be one of {', '.join(allowed)} for {arch}, got {speaks!r}")
+    qwen3 = arch != "qwen2"
+    tokens, types, merges = tiny_vocab(THINK_TOKENS if qwen3 else ())
     n_vocab = len(tokens)
     eot_id, im_end_id = tokens.index(SPECIALS[0]), tokens.index(SPECIALS[2])
     rng = np.random.default_rng(seed)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    n_tensors = 1 + 12 * N_LAYER + 2
+    per_layer = {"qwen2": 12, "qwen3": 11, "qwen3moe": 11}[arch]
+    n_tensors = 1 + per_layer * N_LAYER + 2
     tmp_dir = Path(tempfile.mkdtemp(prefix=".tiny-gguf-", dir=path.parent))
     w = gguf.GGUFWriter(
         str(tmp_dir / path.name),
-        "qwen2",
+        arch,
         split_max_tensors=math.ceil(n_tensors / shards) if shards > 1 else 0,
     )
-    w.add_name("tiny-qwen2-random" if speaks == "ja" else f"tiny-qwen2-random-{speaks}")
+    w.add_name(f"tiny-{arch}-random" if speaks == "ja" else f"tiny-{arch}-random-{speaks}")
     w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
     w.add_context_length(CONTEXT_LENGTH)
     w.add_embedding_length(N_EMBD)
@@ -192,18 +355,29 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1, speaks: st
     w.add_feed_forward_length(N_FF)
     w.add_head_count(N_HEAD)
     w.add_head_count_kv(N_HEAD_KV)
+    if qwen3:  # Qwen3's heads are wider than n_embd / n_head (Qwen3-30B-A3B: 32 x 128 on 2048)
+        w.add_key_length(QWEN3_HEAD_DIM)
+        w.add_value_length(QWEN3_HEAD_DIM)
+    if arch == "qwen3moe":
+        w.add_expert_count(N_EXPERT)
+        w.add_expert_used_count(N_EXPERT_USED)
+        w.add_expert_feed_forward_length(N_FF_EXPERT)
     w.add_rope_freq_base(ROPE_FREQ_BASE)
     w.add_layer_norm_rms_eps(RMS_EPS)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
+    w.add_tokenizer_pre("qwen2")  # Qwen3's GGUFs use the qwen2 pre-tokenizer too
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
-    w.add_bos_token_id(eot_id)  # as Qwen2.5's GGUFs: bos = <|endoftext|>, never added
+    w.add_bos_token_id(eot_id)  # as Qwen2.5's and Qwen3's GGUFs: bos = <|endoftext|>, never added
     w.add_eos_token_id(im_end_id)
     w.add_pad_token_id(eot_id)
     w.add_add_bos_token(False)
-    w.add_chat_template(QWEN25_CHAT_TEMPLATE)
+    w.add_chat_template(
+        {"qwen2": QWEN25_CHAT_TEMPLATE, "qwen3": QWEN3_CHAT_TEMPLATE, "qwen3moe": QWEN3_2507_CHAT_TEMPLATE}[
+            arch
+        ]
+    )
 
     def normal(*shape: int, std: float = LAYER_STD) -> np.ndarray:
         return rng.normal(0.0, std, size=shape).astype(np.float32)
@@ -216,6 +390,10 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1, speaks: st
     speak_ids = [tokens.index(_bpe_piece(ch)) for ch in chars]
     period = tokens.index(_bpe_piece(end))
     walk = [speak_ids[i] for i in rng.permutation(len(speak_ids)) if speak_ids[i] != period] + [period]
+    if speaks == "think":  # <think>, the first few characters as its "reasoning", </think>, the rest;
+        # led by "\n", the last token of every generation prompt, so every answer starts thinking
+        newline, think_open, think_close = (tokens.index(t) for t in (_bpe_piece("\n"), *THINK_TOKENS))
+        walk = [newline, think_open, *walk[:THINK_CHARS], think_close, *walk[THINK_CHARS:]]
     codes = rng.normal(size=(len(walk), N_EMBD - 2))
     codes /= np.linalg.norm(codes, axis=1, keepdims=True)
 
@@ -227,27 +405,16 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1, speaks: st
     out[:, 0] = -1.0
     out[speak_ids, 0] = 1.0
     out[im_end_id, 0] = 4.0 if speaks == "nothing" else 0.5  # else below every character: only after 。
+    if speaks == "think":
+        out[walk[1], 0] = out[walk[THINK_CHARS + 2], 0] = 1.0  # <think> and </think> are spoken tokens
     for k, tok in enumerate(walk):
         embd[tok, 2:] = CODE * codes[k]
         successor = walk[k + 1] if k + 1 < len(walk) else im_end_id
         out[successor, 2:] += FOLLOW * codes[k]
-    head_dim = N_EMBD // N_HEAD
-    kv_dim = head_dim * N_HEAD_KV
     w.add_tensor("token_embd.weight", f16(embd))
     for i in range(N_LAYER):
-        p = f"blk.{i}."
-        w.add_tensor(p + "attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-        w.add_tensor(p + "attn_q.weight", f16(normal(N_EMBD, N_EMBD, std=QK_STD)))
-        w.add_tensor(p + "attn_q.bias", normal(N_EMBD, std=0.02))
-        w.add_tensor(p + "attn_k.weight", f16(normal(kv_dim, N_EMBD, std=QK_STD)))
-        w.add_tensor(p + "attn_k.bias", normal(kv_dim, std=0.02))
-        w.add_tensor(p + "attn_v.weight", f16(normal(kv_dim, N_EMBD, std=ATTN_STD)))
-        w.add_tensor(p + "attn_v.bias", normal(kv_dim, std=0.02))
-        w.add_tensor(p + "attn_output.weight", f16(normal(N_EMBD, N_EMBD, std=ATTN_STD)))
-        w.add_tensor(p + "ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-        w.add_tensor(p + "ffn_gate.weight", f16(normal(N_FF, N_EMBD)))
-        w.add_tensor(p + "ffn_up.weight", f16(normal(N_FF, N_EMBD)))
-        w.add_tensor(p + "ffn_down.weight", f16(normal(N_EMBD, N_FF)))
+        for name, tensor in _layer_tensors(arch, normal, f16):
+            w.add_tensor(f"blk.{i}.{name}", tensor)
     w.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
     w.add_tensor("output.weight", f16(out))
 
@@ -262,6 +429,61 @@ def write_tiny_qwen2_gguf(path: Path, seed: int = 0, shards: int = 1, speaks: st
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path.with_name(written[0].name)
+
+
+def _layer_tensors(
+    arch: str, normal: Callable[..., np.ndarray], f16: Callable[[np.ndarray], np.ndarray]
+) -> list[tuple[str, np.ndarray]]:
+    """One block's tensors (name within the block, data), drawn in a fixed order.
+
+    qwen2: biased q/k/v and a dense SwiGLU FFN. qwen3: no biases, wider heads (QWEN3_HEAD_DIM),
+    and an RMSNorm over each query and key head (attn_q_norm, attn_k_norm), the tensors
+    llama.cpp's qwen3 loader requires. qwen3moe: the same attention, and instead of the dense FFN
+    a router (ffn_gate_inp: n_expert x n_embd) and the experts' stacked gate/up/down matrices."""
+    ones = np.ones(N_EMBD, dtype=np.float32)
+    if arch == "qwen2":
+        head_dim = N_EMBD // N_HEAD
+        kv_dim = head_dim * N_HEAD_KV
+        return [
+            ("attn_norm.weight", ones),
+            ("attn_q.weight", f16(normal(N_EMBD, N_EMBD, std=QK_STD))),
+            ("attn_q.bias", normal(N_EMBD, std=0.02)),
+            ("attn_k.weight", f16(normal(kv_dim, N_EMBD, std=QK_STD))),
+            ("attn_k.bias", normal(kv_dim, std=0.02)),
+            ("attn_v.weight", f16(normal(kv_dim, N_EMBD, std=ATTN_STD))),
+            ("attn_v.bias", normal(kv_dim, std=0.02)),
+            ("attn_output.weight", f16(normal(N_EMBD, N_EMBD, std=ATTN_STD))),
+            ("ffn_norm.weight", ones),
+            ("ffn_gate.weight", f16(normal(N_FF, N_EMBD))),
+            ("ffn_up.weight", f16(normal(N_FF, N_EMBD))),
+            ("ffn_down.weight", f16(normal(N_EMBD, N_FF))),
+        ]
+    q_dim, kv_dim = QWEN3_HEAD_DIM * N_HEAD, QWEN3_HEAD_DIM * N_HEAD_KV
+    head_norm = np.full(QWEN3_HEAD_DIM, QK_NORM_GAIN, dtype=np.float32)
+    layer = [
+        ("attn_norm.weight", ones),
+        ("attn_q.weight", f16(normal(q_dim, N_EMBD, std=QK_STD))),
+        ("attn_q_norm.weight", head_norm),
+        ("attn_k.weight", f16(normal(kv_dim, N_EMBD, std=QK_STD))),
+        ("attn_k_norm.weight", head_norm),
+        ("attn_v.weight", f16(normal(kv_dim, N_EMBD, std=QWEN3_ATTN_STD))),
+        ("attn_output.weight", f16(normal(N_EMBD, q_dim, std=QWEN3_ATTN_STD))),
+        ("ffn_norm.weight", ones),
+    ]
+    if arch == "qwen3":
+        return [
+            *layer,
+            ("ffn_gate.weight", f16(normal(N_FF, N_EMBD))),
+            ("ffn_up.weight", f16(normal(N_FF, N_EMBD))),
+            ("ffn_down.weight", f16(normal(N_EMBD, N_FF))),
+        ]
+    return [
+        *layer,
+        ("ffn_gate_inp.weight", normal(N_EXPERT, N_EMBD, std=ROUTER_STD)),
+        ("ffn_gate_exps.weight", f16(normal(N_EXPERT, N_FF_EXPERT, N_EMBD))),
+        ("ffn_up_exps.weight", f16(normal(N_EXPERT, N_FF_EXPERT, N_EMBD))),
+        ("ffn_down_exps.weight", f16(normal(N_EXPERT, N_EMBD, N_FF_EXPERT))),
+    ]
 
 
 def _bpe_piece(ch: str) -> str:

@@ -32,7 +32,6 @@ from nodes.synthesize.cosyvoice.load import (
 )
 
 ENGINE_SECTIONS = ("sample_rate", "llm", "flow", "hift", "get_tokenizer", "allowed_special")
-MEL_HOP = 256  # samples per mel frame at 22 050 Hz: upstream's flow and model hard-code 22050 / 256
 
 
 @dataclass

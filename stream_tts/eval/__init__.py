@@ -1,0 +1,1 @@
+"""Measuring the pipeline's output quality on your own weights (`stream-tts eval ...`)."""
