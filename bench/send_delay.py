@@ -12,12 +12,13 @@ the variants so that the machine's load falls on both.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import zmq
@@ -39,14 +40,13 @@ VARIANTS = {"poll 5 ms, no wake-up (before)": BEFORE, "wake-up, poll 50 ms (now)
 TEXT = "テストを実行しました、ファイルを保存しました。"
 
 
-def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[float]:
-    section = {
-        "model_dir": str(model),
-        "frontend": "none",
-        "threads": 1,
-        "first_hop_tokens": 5,
-        "hop_tokens": 5,
-    }
+@contextlib.contextmanager
+def synth_node(
+    code: str, section: dict[str, object], work: Path
+) -> Iterator[tuple[zmq.Socket, zmq.Socket, zmq.Socket]]:
+    """A real synthesize node process (`code` runs it) with `section` as its [synthesize], this
+    process standing in for the tap (SUB), playback (PULL) and translate (PUSH); yields those three
+    sockets once the node is ready."""
     cfg = write_config(work / "config.toml", work / "data", synthesize=section)
     ep = load_config(cfg, environ={}).endpoints
     ctx = zmq.Context()
@@ -60,10 +60,26 @@ def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[floa
     proc = subprocess.Popen(
         [sys.executable, "-c", code], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
     )
-    delays: list[float] = []
     try:
         ready = first(tap, lambda e: e.kind == "heartbeat" and e.detail.get("state") == "ready", 120)
         assert ready, f"synthesize never ready: {(work / 'node.log').read_text()[-2000:]}"
+        yield tap, audio, push
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        ctx.destroy(linger=0)
+
+
+def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[float]:
+    section: dict[str, object] = {
+        "model_dir": str(model),
+        "frontend": "none",
+        "threads": 1,
+        "first_hop_tokens": 5,
+        "hop_tokens": 5,
+    }
+    delays: list[float] = []
+    with synth_node(code, section, work) as (tap, audio, push):
         for seq in range(sentences):
             push.send_multipart(
                 encode(Clause(stream="b", seq=seq, index=0, text=TEXT, last=True, text_en="en"))
@@ -76,10 +92,6 @@ def run_variant(code: str, model: Path, work: Path, sentences: int) -> list[floa
             done = first(tap, lambda e: e.kind == "finished" and e.seq == seq, 10)  # noqa: B023 (used at once)
             assert done, f"no finished event for seq {seq}"
             delays.append(float(done.detail["send_delay_ms"]))
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        ctx.destroy(linger=0)
     return delays
 
 

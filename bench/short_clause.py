@@ -15,47 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import zmq
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.send_delay import first
-from bus.config import load_config
+from bench.send_delay import RUN_NODE, first, synth_node
 from bus.messages import AudioChunk, Clause, decode, encode
-from tests.conftest import write_config
 
-REPO = Path(__file__).resolve().parent.parent
-RUN_NODE = "import sys; from stream_tts.cli import main; sys.exit(main(['node', 'synthesize']))"
 VARIANTS = {"min_mora 8 (guard on, default)": 8, "min_mora 0 (guard off)": 0}
 SHORT, REST = "はい、", "テストを実行しました。"
 NEXT_CLAUSE_S = 0.1
 
 
 def run_variant(min_mora: int, model: Path, work: Path, sentences: int) -> dict[str, list[float]]:
-    section = {"model_dir": str(model), "threads": 1, "min_mora": min_mora}
-    cfg = write_config(work / "config.toml", work / "data", synthesize=section)
-    ep = load_config(cfg, environ={}).endpoints
-    ctx = zmq.Context()
-    tap, audio, push = ctx.socket(zmq.SUB), ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
-    tap.setsockopt(zmq.SUBSCRIBE, b"")
-    tap.bind(ep.bind["tap_in"])
-    audio.bind(ep.bind["playback"])
-    push.connect(ep.connect["synthesize"])
-    env = {"STREAM_TTS_CONFIG": str(cfg), "PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
-    log = (work / "node.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RUN_NODE], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-    )
+    section: dict[str, object] = {"model_dir": str(model), "threads": 1, "min_mora": min_mora}
     out: dict[str, list[float]] = {"first_chunk_ms": [], "wall_ms": []}
-    try:
-        ready = first(tap, lambda e: e.kind == "heartbeat" and e.detail.get("state") == "ready", 120)
-        assert ready, f"synthesize never ready: {(work / 'node.log').read_text()[-2000:]}"
+    with synth_node(RUN_NODE, section, work) as (tap, audio, push):
         for seq in range(sentences):
             t0 = time.monotonic()
             push.send_multipart(
@@ -77,10 +55,6 @@ def run_variant(min_mora: int, model: Path, work: Path, sentences: int) -> dict[
             assert done and got_first, f"no finished event for seq {seq}"
             out["first_chunk_ms"].append(float(done.detail["first_chunk_ms"]))
             out["wall_ms"].append((got_first - t0) * 1000)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        ctx.destroy(linger=0)
     return out
 
 

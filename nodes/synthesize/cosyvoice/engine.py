@@ -227,7 +227,43 @@ def load_on_best_device(
     return model, choice
 
 
-class CosyVoiceEngine(Synthesizer):
+class VoiceBankEngine(Synthesizer):
+    """What every CosyVoice engine shares once its folder is loaded: the model on its device, its
+    voice bank, and how it describes itself on the tap. Each version's engine sets these in its
+    own __init__ (load_on_best_device, VoiceBank) and does the synthesis."""
+
+    model: Any
+    bank: Any  # voices.VoiceBank
+    device_choice: DeviceChoice
+    sample_rate_hz: int
+    graphs: str = "off"  # what replays CUDA graphs, for the `engine` event
+
+    @property
+    def device_type(self) -> str:
+        return str(self.model.device.type)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": str(self.model.device),
+            "dtype": str(self.model.dtype),
+            "rate_hz": self.sample_rate_hz,
+            "voices": self.voices(),
+            "cuda_graphs": self.graphs,
+            "device_choice": self.device_choice.as_event(),
+        }
+
+    def describe_voice(self, name: str) -> dict[str, Any]:
+        v = self.bank.get(name)
+        return {"name": v.name, "source": v.source, "cross_lingual": v.cross_lingual}
+
+    def voices(self) -> list[str]:
+        return list(self.bank.names())
+
+    def close(self) -> None:
+        self.model = None
+
+
+class CosyVoiceEngine(VoiceBankEngine):
     """The Synthesizer on a CosyVoice2 model folder (load once, then synthesize sentence by sentence)."""
 
     def __init__(self, model_dir: Path, options: EngineOptions | None = None) -> None:
@@ -306,30 +342,6 @@ class CosyVoiceEngine(Synthesizer):
             vocode.warm(model_streaming_shapes(m, opts.first_hop_tokens, opts.hop_tokens))
             graphed += "+hift"
         return step, vocode, graphed
-
-    @property
-    def device_type(self) -> str:
-        return str(self.model.device.type)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "device": str(self.model.device),
-            "dtype": str(self.model.dtype),
-            "rate_hz": self.sample_rate_hz,
-            "voices": self.voices(),
-            "cuda_graphs": self.graphs,
-            "device_choice": self.device_choice.as_event(),
-        }
-
-    def describe_voice(self, name: str) -> dict[str, Any]:
-        v = self.bank.get(name)
-        return {"name": v.name, "source": v.source, "cross_lingual": v.cross_lingual}
-
-    def voices(self) -> list[str]:
-        return self.bank.names()
-
-    def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
 
     def encode(self, text: str) -> list[int]:
         return [int(t) for t in self.model.tokenizer.encode(text)]

@@ -98,15 +98,7 @@ def write_random_cosyvoice2(folder: Path, size: str = "tiny", seed: int = 0) -> 
 
     built = build_sections(folder, ("llm", "flow", "hift"))
     gen = torch.Generator().manual_seed(seed)
-    for name in ("llm", "flow", "hift"):
-        module = built[name]
-        with torch.no_grad():  # the seed reaches every weight: the yaml's constructors reseed
-            for p in module.parameters():
-                p.mul_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-        if name == "llm":  # a trained LM ends an utterance soon after its text; a random one never
-            with torch.no_grad():  # would (eos ~1/6564 a step), so make eos the likeliest token
-                module.llm_decoder.bias[SPEECH_TOKENS] = EOS_BIAS  # whenever the protocol allows it
-        torch.save(module.state_dict(), folder / f"{name}.pt")
+    write_weights(folder, built, gen, eos=SPEECH_TOKENS)
     write_campplus(folder / "campplus.onnx", seed)
     write_speech_tokenizer(folder / "speech_tokenizer_v2.onnx", seed)
     spk = {name: {"embedding": torch.randn(1, SPK_DIM, generator=gen)} for name in SPEAKERS}
@@ -299,6 +291,25 @@ train_conf:
     optim: adam
     max_epoch: 200
 """
+
+
+def write_weights(
+    folder: Path, built: dict[str, Any], gen: Any, eos: int, eos_bias: float = EOS_BIAS
+) -> None:
+    """llm.pt, flow.pt, hift.pt of the built modules with random weights drawn from `gen` (every
+    version's tiny builder): the yaml's constructors reseed, so the seed must reach every weight.
+    A trained LM ends an utterance soon after its text; a random one would (almost) never, so its
+    `eos` logit gets `eos_bias` (EOS_BIAS: the likeliest token whenever the protocol allows it)."""
+    import torch
+
+    for name in ("llm", "flow", "hift"):
+        module = built[name]
+        with torch.no_grad():
+            for p in module.parameters():
+                p.mul_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            if name == "llm":
+                module.llm_decoder.bias[eos] = eos_bias
+        torch.save(module.state_dict(), folder / f"{name}.pt")
 
 
 def save_onnx(graph: Any, path: Path) -> None:

@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from bus.errors import EngineError, ModelLoadError
-from nodes.synthesize.cosyvoice.engine import EngineOptions, load_on_best_device
-from nodes.synthesize.engine import SpeechChunk, Synthesizer, TextFeed
+from nodes.synthesize.cosyvoice.engine import EngineOptions, VoiceBankEngine, load_on_best_device
+from nodes.synthesize.engine import SpeechChunk, TextFeed
 from nodes.synthesize.errors import NothingToSay, SynthesisError
 
 HOP_GROWTH = 2  # each later hop is this times the one before, up to v1_hop_tokens
 
 
-class CosyVoice1Engine(Synthesizer):
+class CosyVoice1Engine(VoiceBankEngine):
     """Load a v1 folder once, then synthesize sentence by sentence."""
 
     def __init__(self, model_dir: Path, options: EngineOptions | None = None) -> None:
@@ -55,31 +55,10 @@ class CosyVoice1Engine(Synthesizer):
         )
         self.sample_rate_hz = self.model.sample_rate
         self.sampler: Any = None  # the LM's sampler (None: the model's own rule); the oracle swaps it
-
-    @property
-    def device_type(self) -> str:
-        return str(self.model.device.type)
+        self.graphs = "off (CosyVoice v1 runs eager)"
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "model": "CosyVoice v1",
-            "device": str(self.model.device),
-            "dtype": str(self.model.dtype),
-            "rate_hz": self.sample_rate_hz,
-            "voices": self.voices(),
-            "cuda_graphs": "off (CosyVoice v1 runs eager)",
-            "device_choice": self.device_choice.as_event(),
-        }
-
-    def describe_voice(self, name: str) -> dict[str, Any]:
-        v = self.bank.get(name)
-        return {"name": v.name, "source": v.source, "cross_lingual": v.cross_lingual}
-
-    def voices(self) -> list[str]:
-        return self.bank.names()
-
-    def close(self) -> None:
-        self.model = None
+        return {"model": "CosyVoice v1", **super().describe()}
 
     def encode(self, text: str) -> list[int]:
         return self.model.encode(text)

@@ -101,7 +101,7 @@ def write_random_cosyvoice1(folder: Path, size: str = "tiny", seed: int = 0) -> 
     import torch
 
     from nodes.synthesize.cosyvoice.load import build_sections
-    from nodes.synthesize.cosyvoice.tiny import write_campplus, write_speech_tokenizer
+    from nodes.synthesize.cosyvoice.tiny import write_campplus, write_speech_tokenizer, write_weights
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}")
@@ -113,14 +113,7 @@ def write_random_cosyvoice1(folder: Path, size: str = "tiny", seed: int = 0) -> 
     (folder / "cosyvoice.yaml").write_text(_yaml(s), encoding="utf-8")
     built = build_sections(folder, ("llm", "flow", "hift"))
     gen = torch.Generator().manual_seed(seed)
-    for name in ("llm", "flow", "hift"):
-        module = built[name]
-        with torch.no_grad():  # the seed reaches every weight: the yaml's constructors reseed
-            for p in module.parameters():
-                p.mul_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-            if name == "llm":  # a random LM would (almost) never say eos: see EOS_BIAS
-                module.llm_decoder.bias[SPEECH_TOKENS] = EOS_BIAS
-        torch.save(module.state_dict(), folder / f"{name}.pt")
+    write_weights(folder, built, gen, eos=SPEECH_TOKENS, eos_bias=EOS_BIAS)
     write_campplus(folder / "campplus.onnx", seed)
     write_speech_tokenizer(folder / "speech_tokenizer_v1.onnx", seed, vocab=SPEECH_TOKENS)
     spk = {name: {"embedding": torch.randn(1, SPK_DIM, generator=gen)} for name in SPEAKERS}
