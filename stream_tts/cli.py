@@ -73,7 +73,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "list audio output devices ([playback] device picks one)",
     ),
     "voices": (
-        "nodes.synthesize.cosyvoice.voices:cli_voices",
+        "stream_tts.commands.voices:cli_voices",
         "list synthesis voices; voices add NAME WAV TEXT clones one",
     ),
     "kana": ("stream_tts.commands.kana:cli_kana", "print the kana the synthesizer receives for TEXT"),
